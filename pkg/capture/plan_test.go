@@ -104,8 +104,8 @@ func TestRestoreStaleGolden(t *testing.T) {
 	p := Build(Options{InboundPorts: ports(t, "8080"), ProxyPort: 15006, AgentPorts: []uint16{15000}})
 	stale := State{
 		Chains: map[string][]string{
-			ChainInbound: {`-A VENEER_INBOUND -p tcp -m tcp --dport 8080 -m comment --comment "veneer: capture inbound port 8080" -j VENEER_IN_REDIRECT`},
-			ChainInRedirect: {`-A VENEER_IN_REDIRECT -p tcp -m comment --comment "veneer: redirect to agent port 16000" -j REDIRECT --to-ports 16000`},
+			ChainInbound:      {`-A VENEER_INBOUND -p tcp -m tcp --dport 8080 -m comment --comment "veneer: capture inbound port 8080" -j VENEER_IN_REDIRECT`},
+			ChainInRedirect:   {`-A VENEER_IN_REDIRECT -p tcp -m comment --comment "veneer: redirect to agent port 16000" -j REDIRECT --to-ports 16000`},
 			"VENEER_OUTBOUND": {`-A VENEER_OUTBOUND -p tcp -j RETURN`},
 		},
 		Jumps: []string{
