@@ -1,0 +1,34 @@
+// Command veneer-agent is the sidecar: it forwards the connections that
+// veneer-init redirected to it, and decorates them. See pkg/agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/agent"
+)
+
+func main() {
+	opts, err := agent.ParseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err == nil {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		log := zerolog.New(os.Stderr).With().Timestamp().Str("component", "veneer-agent").Logger()
+		err = agent.Run(ctx, opts, log)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "veneer-agent: %v\n", err)
+		os.Exit(1)
+	}
+}

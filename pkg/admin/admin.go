@@ -1,0 +1,44 @@
+// Package admin is the agent's admin HTTP endpoint (port 15000 by default,
+// never captured): /metrics for Prometheus, /ready for probes, /healthz.
+//
+//	a := admin.New(registry)
+//	srv := &http.Server{Handler: a}
+//	a.SetReady(true) // once the proxy listens
+package admin
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Admin serves the admin endpoints.
+type Admin struct {
+	mux   *http.ServeMux
+	ready atomic.Bool
+}
+
+// New builds the admin handler over the metrics in g.
+func New(g prometheus.Gatherer) *Admin {
+	a := &Admin{mux: http.NewServeMux()}
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	a.mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	return a
+}
+
+// SetReady sets what /ready answers: 200 once the proxy listens, 503 before
+// and while it drains.
+func (a *Admin) SetReady(ready bool) { a.ready.Store(ready) }
+
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package origdst
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Get needs Linux's connection tracking.
+func Get(c *net.TCPConn) (netip.AddrPort, error) {
+	return netip.AddrPort{}, errors.New("reading original destination needs Linux")
+}

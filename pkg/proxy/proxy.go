@@ -1,0 +1,146 @@
+// Package proxy is the agent's data path: it accepts the connections iptables
+// redirected to it, recovers where each was going, and forwards it there.
+//
+//	p, err := proxy.New(proxy.Config{ConnectTimeout: 5 * time.Second}, log, registry)
+//	go p.Serve(listener)
+//	...
+//	p.Shutdown(ctx) // stop accepting, let open connections finish until ctx ends
+//
+// Bytes flow between two *net.TCPConn through (*net.TCPConn).ReadFrom, which
+// the Go runtime turns into splice(2): they never enter user space.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/origdst"
+)
+
+// Config is the proxy's configuration.
+type Config struct {
+	// ConnectTimeout bounds the connection to the app. Zero means 5s.
+	ConnectTimeout time.Duration
+	// OriginalDst recovers a connection's original destination. Nil means
+	// origdst.Get; tests of one piece may set a fake.
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+}
+
+// Server forwards redirected connections to their original destination.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+	dialer  net.Dialer
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	closing   bool
+
+	conns sync.WaitGroup
+	// kill ends every open connection when the drain runs out of time.
+	kill       context.Context
+	killNow    context.CancelFunc
+	shutdownCh chan struct{}
+}
+
+// New validates cfg and registers the proxy's metrics on reg. It starts nothing.
+func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if cfg.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("connect timeout: %s is negative", cfg.ConnectTimeout)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.OriginalDst == nil {
+		cfg.OriginalDst = origdst.Get
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	kill, killNow := context.WithCancel(context.Background())
+	return &Server{
+		cfg:        cfg,
+		log:        log,
+		metrics:    m,
+		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout},
+		kill:       kill,
+		killNow:    killNow,
+		shutdownCh: make(chan struct{}),
+	}, nil
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on l until Shutdown. It returns ErrServerClosed
+// after Shutdown, or the error that stopped accepting.
+func (s *Server) Serve(l *net.TCPListener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		c, err := l.AcceptTCP()
+		if err != nil {
+			select {
+			case <-s.shutdownCh:
+				return ErrServerClosed
+			default:
+			}
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does, rather than die with connections open.
+			if ne, ok := err.(net.Error); ok && !errors.Is(err, net.ErrClosed) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(ne).Dur("retry_in", backoff).Msg("accept failed")
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accepting: %w", err)
+		}
+		backoff = 0
+		s.conns.Add(1)
+		go s.handle(c)
+	}
+}
+
+// Shutdown stops accepting at once, then waits for open connections to end
+// until ctx is done, when it closes those left. It returns ctx's error when it
+// had to close connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.shutdownCh)
+		for _, l := range s.listeners {
+			l.Close()
+		}
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.killNow()
+		<-done
+		return ctx.Err()
+	}
+}
