@@ -43,7 +43,7 @@ func (s *Server) handle(c *net.TCPConn) {
 			Msg("refused connection: no original destination to forward to")
 		return
 	}
-	if probe.Is(dst) {
+	if s.cfg.IsProbe(dst) {
 		c.Write([]byte(probe.Reply(dst)))
 		c.Close()
 		s.log.Info().Stringer("client", client).Stringer("original_dst", dst).Str("end", endProbe).Msg("answered validation probe")

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/origdst"
+	"github.com/veneermesh/veneer/pkg/probe"
 )
 
 // Config is the proxy's configuration.
@@ -32,6 +33,9 @@ type Config struct {
 	// OriginalDst recovers a connection's original destination. Nil means
 	// origdst.Get; tests of one piece may set a fake.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// IsProbe tells veneer-init's validation probes from traffic. Nil means
+	// probe.Is; tests of one piece, whose apps listen on loopback, override it.
+	IsProbe func(netip.AddrPort) bool
 }
 
 // Server forwards redirected connections to their original destination.
@@ -62,6 +66,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	}
 	if cfg.OriginalDst == nil {
 		cfg.OriginalDst = origdst.Get
+	}
+	if cfg.IsProbe == nil {
+		cfg.IsProbe = probe.Is
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
