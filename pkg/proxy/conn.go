@@ -30,7 +30,7 @@ const (
 func (s *Server) handle(c *net.TCPConn) {
 	defer s.conns.Done()
 	start := time.Now()
-	client := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	client := unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 
 	dst, err := s.cfg.OriginalDst(c)
 	if err != nil {
@@ -148,6 +148,11 @@ func copyHalf(dst, src *net.TCPConn) (int64, error) {
 func reset(c *net.TCPConn) {
 	c.SetLinger(0)
 	c.Close()
+}
+
+// unmap shows an IPv4 client of the dual-stack listener as IPv4.
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 func dialEnd(err error) string {
