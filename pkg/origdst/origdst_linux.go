@@ -73,4 +73,3 @@ func Parse(b []byte) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("original destination: address family %d is neither AF_INET nor AF_INET6", family)
 	}
 }
-
