@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 )
 
 const usage = `usage:
@@ -47,14 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-		err = ns.Run(cmd, uint32(*uid))
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			os.Exit(exit.ExitCode())
-		}
-		return err
+		return ns.Exec(fs.Args(), uint32(*uid))
 	}
 	return fmt.Errorf(usage, ClientIP, ClientIP6, PodIP, PodIP6)
 }

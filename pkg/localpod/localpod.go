@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -240,6 +241,30 @@ func (n *NS) Start(cmd *exec.Cmd, id uint32) error {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: id, Gid: id}
 	}
 	return n.Do(cmd.Start)
+}
+
+// Exec replaces this process with argv run inside n, as id/id when id is
+// not 0, so that signals reach the program itself. It returns only on error.
+func (n *NS) Exec(argv []string, id uint32) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return n.Do(func() error {
+		// Set on every thread; execve then runs from this one, inside n.
+		if id != 0 {
+			if err := syscall.Setgroups(nil); err != nil {
+				return fmt.Errorf("localpod: dropping groups: %w", err)
+			}
+			if err := syscall.Setgid(int(id)); err != nil {
+				return fmt.Errorf("localpod: setgid %d: %w", id, err)
+			}
+			if err := syscall.Setuid(int(id)); err != nil {
+				return fmt.Errorf("localpod: setuid %d: %w", id, err)
+			}
+		}
+		return syscall.Exec(path, argv, os.Environ())
+	})
 }
 
 // Run runs cmd inside n, as Start does, and waits for it.
