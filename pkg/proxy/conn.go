@@ -127,22 +127,6 @@ func copyToApp(app, client *net.TCPConn, done chan<- copyResult) {
 	done <- copyResult{n, err}
 }
 
-// copyHalf copies src to dst until src's EOF, then passes the EOF on with a
-// half-close so that the peer's other direction can go on. ReadFrom between
-// two TCP conns is splice(2). An error caused by our own close of the other
-// side is not this half's failure and is reported as nil.
-func copyHalf(dst, src *net.TCPConn) (int64, error) {
-	n, err := dst.ReadFrom(src)
-	if err == nil {
-		dst.CloseWrite()
-		return n, nil
-	}
-	if errors.Is(err, net.ErrClosed) {
-		return n, nil
-	}
-	return n, err
-}
-
 // reset closes c with an RST instead of a FIN, so a client learns at once that
 // its connection was refused.
 func reset(c *net.TCPConn) {

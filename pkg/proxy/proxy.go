@@ -6,8 +6,8 @@
 //	...
 //	p.Shutdown(ctx) // stop accepting, let open connections finish until ctx ends
 //
-// Bytes flow between two *net.TCPConn through (*net.TCPConn).ReadFrom, which
-// the Go runtime turns into splice(2): they never enter user space.
+// Bytes are copied through pooled buffers held only while bytes are in flight
+// (see copy.go for why not splice(2)), so idle connections cost no buffer.
 package proxy
 
 import (

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+)
+
+// Ways to move passthrough bytes, measured against each other: the proxy's
+// pooled copy, splice(2) through (*net.TCPConn).ReadFrom, and a plain read
+// and write through a buffer of its own per connection.
+var strategies = map[string]func(dst, src *net.TCPConn) (int64, error){
+	"pooled": copyHalf, // what the proxy uses
+	"splice": func(dst, src *net.TCPConn) (int64, error) {
+		n, err := dst.ReadFrom(src)
+		if err == nil {
+			dst.CloseWrite()
+		}
+		return n, err
+	},
+	"readwrite16k":  readWrite(16 << 10),
+	"readwrite64k":  readWrite(64 << 10),
+	"readwrite256k": readWrite(256 << 10),
+}
+
+func readWrite(size int) func(dst, src *net.TCPConn) (int64, error) {
+	return func(dst, src *net.TCPConn) (int64, error) {
+		n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, size))
+		if err == nil {
+			dst.CloseWrite()
+		}
+		return n, err
+	}
+}
+
+// forwarder is a minimal proxy in front of dst that copies with copy.
+func forwarder(b *testing.B, dst netip.AddrPort, copy func(dst, src *net.TCPConn) (int64, error)) string {
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.AcceptTCP()
+			if err != nil {
+				return
+			}
+			up, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(dst))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { copy(up, c); up.CloseWrite() }()
+			go func() { copy(c, up); c.Close(); up.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func echoServer(b *testing.B) netip.AddrPort {
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// BenchmarkSmallExchange: one 1 KiB request and its echo per op, on one
+// connection, as a keep-alive HTTP exchange is. Latency-bound.
+func BenchmarkSmallExchange(b *testing.B) {
+	for name, copy := range strategies {
+		b.Run(name, func(b *testing.B) {
+			addr := forwarder(b, echoServer(b), copy)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := make([]byte, 1024)
+			buf := make([]byte, 1024)
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBulk: a 64 MiB stream one way per op, through a sink that
+// discards. Throughput-bound.
+func BenchmarkBulk(b *testing.B) {
+	for name, copy := range strategies {
+		b.Run(name, func(b *testing.B) {
+			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for {
+					c, err := l.AcceptTCP()
+					if err != nil {
+						return
+					}
+					go func() { io.Copy(io.Discard, c); c.Close() }()
+				}
+			}()
+			addr := forwarder(b, l.Addr().(*net.TCPAddr).AddrPort(), copy)
+			chunk := make([]byte, 1<<20)
+			const size = 64 << 20
+			b.SetBytes(size)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for sent := 0; sent < size; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c) // until the forwarder closes: all delivered
+				c.Close()
+			}
+		})
+	}
+}
