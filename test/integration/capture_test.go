@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -382,4 +384,66 @@ func TestAgentDrainsOnSIGTERM(t *testing.T) {
 		t.Fatal("agent did not exit once its last connection ended (long before the 60s drain timeout)")
 	}
 	agent.done <- nil // for the clean-up
+}
+
+// If the IPv6 table cannot be written after the IPv4 one was, the IPv4 one
+// is rolled back: a pod never runs with half its capture.
+func TestInitRollsBackOnPartialFailure(t *testing.T) {
+	t.Parallel()
+	requireBackend(t, "nft")
+	p := newPod(t)
+	// An ip6tables-nft-restore that fails, ahead of the real one in $PATH.
+	dir, err := os.MkdirTemp("", "veneer-fakebin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	fake := "#!/bin/sh\necho 'ip6tables-restore v1.8.9 (nf_tables): line 2 failed' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "ip6tables-nft-restore"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := p.natRules("iptables-nft-save")
+	_, stderr, err := p.init([]string{"PATH=" + dir + ":" + os.Getenv("PATH")}, "--backend", "nft", "--ipv6", "on")
+	if err == nil {
+		t.Fatalf("veneer-init succeeded with a failing ip6tables-nft-restore:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "line 2 failed") || !strings.Contains(stderr, `"rolled back"`) {
+		t.Errorf("stderr does not show the failure and the roll-back:\n%s", stderr)
+	}
+	if after := p.natRules("iptables-nft-save"); after != before {
+		t.Errorf("IPv4 rules were left behind after the IPv6 failure:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// --backend auto follows what the namespace already uses, so a pod never
+// ends up with rules split between legacy and nft.
+func TestAutoBackend(t *testing.T) {
+	t.Parallel()
+	requireBackend(t, "legacy")
+	requireBackend(t, "nft")
+
+	t.Run("another tool's rules", func(t *testing.T) {
+		p := newPod(t)
+		other := exec.Command("iptables-legacy-restore", "--noflush")
+		other.Stdin = strings.NewReader("*nat\n:OTHER_TOOL - [0:0]\n-A PREROUTING -p tcp -j OTHER_TOOL\nCOMMIT\n")
+		if err := p.Pod.Pod.Run(other, 0); err != nil {
+			t.Fatal(err)
+		}
+		stderr := p.mustInit("--ipv6", "off")
+		if !strings.Contains(stderr, `"backend":"legacy","reason":"it holds more rules"`) {
+			t.Errorf("auto did not pick legacy, where the other tool's rules are:\n%s", stderr)
+		}
+		if rules := p.natRules("iptables-nft-save"); strings.Contains(rules, "VENEER") {
+			t.Errorf("veneer's rules went to nft:\n%s", rules)
+		}
+	})
+	t.Run("its own earlier rules", func(t *testing.T) {
+		p := newPod(t)
+		p.mustInit("--ipv6", "off", "--backend", "legacy")
+		stderr := p.mustInit("--ipv6", "off")
+		if !strings.Contains(stderr, `"backend":"legacy","reason":"it holds veneer's chains already"`) ||
+			!strings.Contains(stderr, "rules already in place") {
+			t.Errorf("a re-run with auto did not stay on legacy with its rules in place:\n%s", stderr)
+		}
+	})
 }

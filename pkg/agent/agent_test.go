@@ -1,0 +1,32 @@
+package agent
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Setenv("VENEER_DRAIN_TIMEOUT", "9s")
+	o, err := ParseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Listen != ":15006" || o.Admin != ":15000" || o.DrainTimeout != 9*time.Second || o.ConnectTimeout != 5*time.Second {
+		t.Errorf("options = %+v; want the defaults with the drain timeout from the environment", o)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "15006"}, `--listen: "15006" is not a host:port address (e.g. :15006)`},
+		{[]string{"--admin", "nowhere"}, `--admin: "nowhere" is not a host:port address (e.g. :15006)`},
+		{[]string{"--drain-timeout", "-1s"}, `--drain-timeout: -1s is negative`},
+		{[]string{"--connect-timeout", "0s"}, `--connect-timeout: 0s is not a positive duration`},
+		{[]string{"--log-level", "loud"}, `--log-level: "loud" is not a level (debug, info, warn or error)`},
+	} {
+		if _, err := ParseFlags(tc.args, io.Discard); err == nil || err.Error() != tc.want {
+			t.Errorf("ParseFlags(%q) = %v; want %q", tc.args, err, tc.want)
+		}
+	}
+}
