@@ -1,0 +1,124 @@
+// Package exchange is the record of one HTTP request and its response as it
+// passes the agent: what the decorations decided (response flags), how long
+// the app took, how many bytes went each way. The outermost decoration makes
+// it; the others add to it; the access log and the metrics read it.
+//
+//	ex := exchange.From(r.Context())
+//	exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
+package exchange
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Flag is an Envoy-style response flag: why the agent, not the app, shaped
+// a response. Envoy's names where one fits.
+type Flag uint16
+
+const (
+	UpstreamFailure   Flag = 1 << iota // UF: the app could not be reached
+	UpstreamTimeout                    // UT: the app did not answer in time
+	RateLimited                        // RL: local rate limit
+	FaultAbort                         // FI: fault injection aborted the request
+	FaultDelay                         // DI: fault injection delayed the request
+	UpstreamOverflow                   // UO: circuit breaker: too many requests in flight
+	UpstreamReset                      // UC: the app closed or reset mid-response
+	Denied                             // DENY: authorization denied (veneer's own)
+	RetriesExhausted                   // URX: every retry failed
+)
+
+var flagNames = []struct {
+	f    Flag
+	name string
+}{
+	{UpstreamFailure, "UF"}, {UpstreamTimeout, "UT"}, {RateLimited, "RL"}, {FaultAbort, "FI"},
+	{FaultDelay, "DI"}, {UpstreamOverflow, "UO"}, {UpstreamReset, "UC"}, {Denied, "DENY"},
+	{RetriesExhausted, "URX"},
+}
+
+// String is the flags as the access log and the metrics show them:
+// comma-separated, or "-" for none, as Envoy does.
+func (f Flag) String() string {
+	if f == 0 {
+		return "-"
+	}
+	var b strings.Builder
+	for _, n := range flagNames {
+		if f&n.f != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(n.name)
+		}
+	}
+	return b.String()
+}
+
+// Exchange is one request's record. Fields set once before the request is
+// passed on are plain; those written while the response streams are atomic.
+type Exchange struct {
+	Start    time.Time
+	Port     uint16         // the original destination port
+	Client   netip.AddrPort // the real client
+	Upstream netip.AddrPort // the app
+	Route    string         // the matched path prefix, "" for the port's defaults
+
+	flags        atomic.Uint32
+	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
+}
+
+// AddFlag records f.
+func (e *Exchange) AddFlag(f Flag) {
+	for {
+		old := e.flags.Load()
+		if e.flags.CompareAndSwap(old, old|uint32(f)) {
+			return
+		}
+	}
+}
+
+// Flags are the flags recorded so far.
+func (e *Exchange) Flags() Flag { return Flag(e.flags.Load()) }
+
+// SetUpstreamTime records how long the app took to answer with headers.
+func (e *Exchange) SetUpstreamTime(d time.Duration) { e.upstreamTime.Store(int64(d)) }
+
+// UpstreamTime is how long the app took, or -1 when it never answered.
+func (e *Exchange) UpstreamTime() time.Duration {
+	if d := e.upstreamTime.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return -1
+}
+
+type key struct{}
+
+// With returns ctx carrying e.
+func With(ctx context.Context, e *Exchange) context.Context { return context.WithValue(ctx, key{}, e) }
+
+// From returns the exchange in ctx; a fresh one if there is none, so that a
+// decoration tested alone works.
+func From(ctx context.Context) *Exchange {
+	if e, ok := ctx.Value(key{}).(*Exchange); ok {
+		return e
+	}
+	return &Exchange{Start: time.Now()}
+}
+
+// Reply writes a response the agent makes itself: status, flag recorded,
+// and a short plain-text body that says why. Every decoration that answers
+// in the app's place calls it, so those answers all look alike.
+func Reply(w http.ResponseWriter, r *http.Request, status int, f Flag, why string) {
+	From(r.Context()).AddFlag(f)
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Server", "veneer")
+	w.WriteHeader(status)
+	w.Write([]byte("veneer: " + why + "\n"))
+}
