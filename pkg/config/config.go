@@ -79,11 +79,11 @@ type Route struct {
 
 // HTTP is the L7 decorations. A nil section is off (or inherited, in a route).
 type HTTP struct {
-	AccessLog  *bool       `yaml:"accessLog" json:"accessLog,omitempty"`  // one JSON line per request; nil means on
-	Metrics    *bool       `yaml:"metrics" json:"metrics,omitempty"`      // Prometheus metrics and /stats; nil means on
-	RequestID  *bool       `yaml:"requestId" json:"requestId,omitempty"`  // add X-Request-Id when absent
-	Tracing    *bool       `yaml:"tracing" json:"tracing,omitempty"`      // propagate or start W3C traceparent
-	Forwarded  *bool       `yaml:"forwarded" json:"forwarded,omitempty"`  // X-Forwarded-For/-Proto and Forwarded
+	AccessLog  *bool       `yaml:"accessLog" json:"accessLog,omitempty"` // one JSON line per request; nil means on
+	Metrics    *bool       `yaml:"metrics" json:"metrics,omitempty"`     // Prometheus metrics and /stats; nil means on
+	RequestID  *bool       `yaml:"requestId" json:"requestId,omitempty"` // add X-Request-Id when absent
+	Tracing    *bool       `yaml:"tracing" json:"tracing,omitempty"`     // propagate or start W3C traceparent
+	Forwarded  *bool       `yaml:"forwarded" json:"forwarded,omitempty"` // X-Forwarded-For/-Proto and Forwarded
 	Timeouts   *Timeouts   `yaml:"timeouts" json:"timeouts,omitempty"`
 	Retries    *Retries    `yaml:"retries" json:"retries,omitempty"`
 	Fault      *Fault      `yaml:"fault" json:"fault,omitempty"`

@@ -21,15 +21,15 @@ import (
 type Flag uint16
 
 const (
-	UpstreamFailure   Flag = 1 << iota // UF: the app could not be reached
-	UpstreamTimeout                    // UT: the app did not answer in time
-	RateLimited                        // RL: local rate limit
-	FaultAbort                         // FI: fault injection aborted the request
-	FaultDelay                         // DI: fault injection delayed the request
-	UpstreamOverflow                   // UO: circuit breaker: too many requests in flight
-	UpstreamReset                      // UC: the app closed or reset mid-response
-	Denied                             // DENY: authorization denied (veneer's own)
-	RetriesExhausted                   // URX: every retry failed
+	UpstreamFailure  Flag = 1 << iota // UF: the app could not be reached
+	UpstreamTimeout                   // UT: the app did not answer in time
+	RateLimited                       // RL: local rate limit
+	FaultAbort                        // FI: fault injection aborted the request
+	FaultDelay                        // DI: fault injection delayed the request
+	UpstreamOverflow                  // UO: circuit breaker: too many requests in flight
+	UpstreamReset                     // UC: the app closed or reset mid-response
+	Denied                            // DENY: authorization denied (veneer's own)
+	RetriesExhausted                  // URX: every retry failed
 )
 
 var flagNames = []struct {

@@ -1,0 +1,50 @@
+// Package forwarded tells the app who the client really is. With REDIRECT
+// the app's peer is the agent, so the client's address travels in headers:
+// X-Forwarded-For (appended), X-Forwarded-Proto and Forwarded (RFC 7239).
+//
+//	forwarded: true
+package forwarded
+
+import (
+	"net/http"
+	"net/netip"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+// Wrap adds the client's address to the request.
+func Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := exchange.From(r.Context()).Client.Addr().Unmap()
+		if client.IsValid() {
+			Add(r.Header, client)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Add appends client to h's forwarding headers.
+func Add(h http.Header, client netip.Addr) {
+	ip := client.String()
+	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
+		h.Set("X-Forwarded-For", joinComma(prior)+", "+ip)
+	} else {
+		h.Set("X-Forwarded-For", ip)
+	}
+	if h.Get("X-Forwarded-Proto") == "" {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	node := ip
+	if client.Is6() {
+		node = `"[` + ip + `]"`
+	}
+	h.Add("Forwarded", "for="+node+";proto=http")
+}
+
+func joinComma(v []string) string {
+	s := v[0]
+	for _, x := range v[1:] {
+		s += ", " + x
+	}
+	return s
+}

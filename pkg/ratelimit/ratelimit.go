@@ -1,0 +1,152 @@
+// Package ratelimit is a local rate limit: a token bucket for all requests
+// to a port (or route) and one per client IP. Over it, the agent answers 429
+// with Retry-After (flag RL) and the app never sees the request.
+//
+//	rateLimit:
+//	  requestsPerSecond: 100   # all clients together
+//	  burst: 200
+//	  perClient: {requestsPerSecond: 10, burst: 20}
+//
+// Each bucket is one atomic word (GCRA: the theoretical arrival time of the
+// next request), so the total limit takes no lock.
+package ratelimit
+
+import (
+	"hash/maphash"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+// bucket is a GCRA token bucket.
+type bucket struct {
+	tat      atomic.Int64 // theoretical arrival time, Unix nanoseconds
+	interval int64        // nanoseconds per token
+	tau      int64        // burst tolerance: (burst-1) * interval
+}
+
+func newBucket(rps float64, burst int) *bucket {
+	if burst < 1 {
+		burst = max(1, int(math.Ceil(rps)))
+	}
+	iv := int64(float64(time.Second) / rps)
+	return &bucket{interval: iv, tau: int64(burst-1) * iv}
+}
+
+// take reports whether a request at now fits, and if not, when to retry.
+func (b *bucket) take(now int64) (bool, time.Duration) {
+	for {
+		old := b.tat.Load()
+		tat := max(old, now)
+		if tat-now > b.tau {
+			return false, time.Duration(tat - now - b.tau)
+		}
+		if b.tat.CompareAndSwap(old, tat+b.interval) {
+			return true, 0
+		}
+	}
+}
+
+// full reports whether the bucket is back to its full burst: forgetting it
+// loses nothing.
+func (b *bucket) full(now int64) bool { return b.tat.Load() <= now }
+
+// maxClients bounds the per-client buckets kept per shard, so a flood of
+// source addresses cannot grow memory without limit.
+const (
+	shards     = 32
+	maxClients = 1024
+)
+
+type shard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*bucket
+}
+
+// Limiter is a compiled rateLimit section.
+type Limiter struct {
+	total     *bucket // nil: no total limit
+	rps       float64 // per client
+	burst     int
+	perClient bool
+	seed      maphash.Seed
+	clients   [shards]shard
+	now       func() int64
+}
+
+// New compiles cfg, which config.Parse has validated.
+func New(cfg config.RateLimit) *Limiter {
+	l := &Limiter{seed: maphash.MakeSeed(), now: func() int64 { return time.Now().UnixNano() }}
+	if cfg.RequestsPerSecond > 0 {
+		l.total = newBucket(cfg.RequestsPerSecond, cfg.Burst)
+	}
+	if pc := cfg.PerClient; pc != nil {
+		l.perClient, l.rps, l.burst = true, pc.RequestsPerSecond, pc.Burst
+		for i := range l.clients {
+			l.clients[i].m = map[netip.Addr]*bucket{}
+		}
+	}
+	return l
+}
+
+// Allow reports whether a request from client fits, and if not, when to retry.
+func (l *Limiter) Allow(client netip.Addr) (bool, time.Duration) {
+	now := l.now()
+	if l.perClient {
+		if ok, wait := l.client(client.Unmap(), now).take(now); !ok {
+			return false, wait
+		}
+	}
+	if l.total != nil {
+		return l.total.take(now)
+	}
+	return true, 0
+}
+
+func (l *Limiter) client(a netip.Addr, now int64) *bucket {
+	b16 := a.As16()
+	s := &l.clients[maphash.Bytes(l.seed, b16[:])%shards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.m[a]; ok {
+		return b
+	}
+	if len(s.m) >= maxClients {
+		// Look at a few entries (map order is random) and forget the full
+		// ones: bounded work per request, whatever the flood.
+		seen := 0
+		for k, b := range s.m {
+			if b.full(now) {
+				delete(s.m, k)
+			}
+			if seen++; seen == 16 {
+				break
+			}
+		}
+	}
+	b := newBucket(l.rps, l.burst)
+	if len(s.m) < maxClients {
+		s.m[a] = b
+	}
+	// Else: a fresh bucket not kept; the total limit still holds.
+	return b
+}
+
+func (l *Limiter) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, wait := l.Allow(exchange.From(r.Context()).Client.Addr())
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,110 @@
+// Package requestid gives each request an X-Request-Id when it has none, and
+// carries W3C trace context: a valid traceparent is continued with a new
+// span of the agent's own, a missing or invalid one starts a trace.
+// tracestate and B3 headers pass through untouched.
+//
+//	requestId: true   # X-Request-Id
+//	tracing: true     # traceparent
+//
+// The id is in the access log (request_id) and is sent back to the client.
+package requestid
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+)
+
+// IDs is a compiled requestId/tracing pair.
+type IDs struct {
+	requestID, tracing bool
+}
+
+// New builds the decoration for the switches that are on.
+func New(requestID, tracing bool) *IDs { return &IDs{requestID: requestID, tracing: tracing} }
+
+const (
+	HeaderRequestID   = "X-Request-Id"
+	HeaderTraceparent = "Traceparent"
+)
+
+func (d *IDs) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.requestID {
+			id := r.Header.Get(HeaderRequestID)
+			if id == "" {
+				id = uuid()
+				r.Header.Set(HeaderRequestID, id)
+			}
+			w.Header().Set(HeaderRequestID, id)
+		}
+		if d.tracing {
+			r.Header.Set(HeaderTraceparent, Continue(r.Header.Get(HeaderTraceparent)))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Continue returns the traceparent the agent sends on: the same trace and
+// flags with a new parent (span) id, or a new sampled trace when tp is not a
+// valid version-00 traceparent.
+func Continue(tp string) string {
+	var span [8]byte
+	rand.Read(span[:])
+	if trace, flags, ok := parse(tp); ok {
+		return "00-" + trace + "-" + hex.EncodeToString(span[:]) + "-" + flags
+	}
+	var trace [16]byte
+	rand.Read(trace[:])
+	return "00-" + hex.EncodeToString(trace[:]) + "-" + hex.EncodeToString(span[:]) + "-01"
+}
+
+// parse checks a traceparent: 00-<32 hex trace id, not all zero>-<16 hex
+// parent id, not all zero>-<2 hex flags>.
+func parse(tp string) (trace, flags string, ok bool) {
+	if len(tp) != 55 || tp[:3] != "00-" || tp[35] != '-' || tp[52] != '-' {
+		return "", "", false
+	}
+	trace, parent, flags := tp[3:35], tp[36:52], tp[53:]
+	if !lowerHex(trace) || !lowerHex(parent) || !lowerHex(flags) || allZero(trace) || allZero(parent) {
+		return "", "", false
+	}
+	return trace, flags, true
+}
+
+func lowerHex(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func allZero(s string) bool {
+	for _, c := range []byte(s) {
+		if c != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// uuid is a random (version 4) UUID.
+func uuid() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}

@@ -1,0 +1,57 @@
+package requestid
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"testing"
+)
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func run(d *IDs, in http.Header) (seen http.Header, out http.Header) {
+	h := d.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() }))
+	r := httptest.NewRequest("GET", "/", nil)
+	for k, v := range in {
+		r.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return seen, rec.Header()
+}
+
+func TestRequestID(t *testing.T) {
+	seen, out := run(New(true, false), nil)
+	id := seen.Get(HeaderRequestID)
+	if !uuidRE.MatchString(id) || out.Get(HeaderRequestID) != id {
+		t.Errorf("new id %q (echoed %q); want a v4 UUID sent to the app and back to the client", id, out.Get(HeaderRequestID))
+	}
+	seen, _ = run(New(true, false), http.Header{HeaderRequestID: {"abc-123"}})
+	if seen.Get(HeaderRequestID) != "abc-123" {
+		t.Errorf("existing id replaced with %q; want it kept", seen.Get(HeaderRequestID))
+	}
+	if seen, _ = run(New(false, false), nil); seen.Get(HeaderRequestID) != "" {
+		t.Error("request id added while off")
+	}
+}
+
+func TestTraceparent(t *testing.T) {
+	tp := regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$`)
+	in := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	seen, _ := run(New(false, true), http.Header{
+		HeaderTraceparent: {in}, "Tracestate": {"congo=t61rcWkgMzE"}, "X-B3-Traceid": {"80f198ee56343ba864fe8b2a57d3eff7"},
+	})
+	m := tp.FindStringSubmatch(seen.Get(HeaderTraceparent))
+	if m == nil || m[1] != "4bf92f3577b34da6a3ce929d0e0e4736" || m[2] == "00f067aa0ba902b7" || m[3] != "01" {
+		t.Errorf("continued traceparent %q; want the same trace id and flags, a new span id", seen.Get(HeaderTraceparent))
+	}
+	if seen.Get("Tracestate") != "congo=t61rcWkgMzE" || seen.Get("X-B3-Traceid") != "80f198ee56343ba864fe8b2a57d3eff7" {
+		t.Errorf("tracestate or B3 changed: %v", seen)
+	}
+	for _, bad := range []string{"", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"} {
+		seen, _ := run(New(false, true), http.Header{HeaderTraceparent: {bad}})
+		if m := tp.FindStringSubmatch(seen.Get(HeaderTraceparent)); m == nil || m[1] == "00000000000000000000000000000000" {
+			t.Errorf("traceparent %q: sent on %q; want a new valid trace", bad, seen.Get(HeaderTraceparent))
+		}
+	}
+}
