@@ -24,8 +24,16 @@ func main() {
 	if err == nil {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		reload := make(chan struct{})
+		go func() {
+			for range hup {
+				reload <- struct{}{}
+			}
+		}()
 		log := zerolog.New(os.Stderr).With().Timestamp().Str("component", "veneer-agent").Logger()
-		err = agent.Run(ctx, opts, log)
+		err = agent.Run(ctx, opts, reload, log)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "veneer-agent: %v\n", err)

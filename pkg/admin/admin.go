@@ -37,6 +37,9 @@ func New(g prometheus.Gatherer) *Admin {
 	return a
 }
 
+// Handle adds an endpoint.
+func (a *Admin) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
 // SetReady sets what /ready answers: 200 once the proxy listens, 503 before
 // and while it drains.
 func (a *Admin) SetReady(ready bool) { a.ready.Store(ready) }

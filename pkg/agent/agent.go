@@ -2,17 +2,21 @@
 // endpoint and the drain on shutdown together.
 //
 //	opts, err := agent.ParseFlags(os.Args[1:], os.Stderr)
-//	err = agent.Run(ctx, opts, logger) // returns after ctx is done and the drain ends
+//	err = agent.Run(ctx, opts, sighup, logger) // returns after ctx is done and the drain ends
 package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +24,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/admin"
+	"github.com/veneermesh/veneer/pkg/authz"
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/envflag"
+	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/watch"
 )
 
 // Options is veneer-agent's configuration.
@@ -31,13 +39,16 @@ type Options struct {
 	DrainTimeout   time.Duration // how long open connections may finish after SIGTERM
 	ConnectTimeout time.Duration // how long to wait for the app to accept
 	LogLevel       zerolog.Level
+	Config         string    // the YAML config file; "" means the defaults
+	AccessLog      io.Writer // where access log lines go
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
 func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("veneer-agent", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var o Options
+	o := Options{AccessLog: os.Stdout}
+	fs.StringVar(&o.Config, "config", "", "YAML config file (reloaded when it changes and on SIGHUP); empty: the defaults")
 	fs.StringVar(&o.Listen, "listen", ":15006", "address of the inbound listener that captured connections are redirected to")
 	fs.StringVar(&o.Admin, "admin", ":15000", "address of the admin endpoint (/metrics, /ready, /healthz)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "how long open connections may finish after SIGTERM")
@@ -72,15 +83,43 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 // Run serves until ctx is done, then drains: /ready turns 503, the listener
 // closes, and open connections get DrainTimeout to finish before they are
 // closed. A drain that had to close connections is still a clean exit.
-func Run(ctx context.Context, o Options, log zerolog.Logger) error {
+// The config file, if any, is reloaded when it changes and on reload (a
+// SIGHUP, from the command); an invalid new file is refused with a log line
+// and the running config stays.
+func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Logger) error {
 	log = log.Level(o.LogLevel)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	p, err := proxy.New(proxy.Config{ConnectTimeout: o.ConnectTimeout}, log, reg)
+	cfg := config.Default()
+	if o.Config != "" {
+		var err error
+		if cfg, err = config.Load(o.Config); err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+	}
+	access := zerolog.New(o.AccessLog)
+	hs, err := httpproxy.New(log, access, reg)
 	if err != nil {
 		return err
 	}
+	p, err := proxy.New(proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs}, log, reg)
+	if err != nil {
+		return err
+	}
+	var active atomic.Pointer[config.Config]
+	apply := func(c *config.Config) error {
+		if err := hs.Apply(c); err != nil {
+			return err
+		}
+		p.SetPolicies(policies(c))
+		active.Store(c)
+		return nil
+	}
+	if err := apply(cfg); err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -91,24 +130,64 @@ func Run(ctx context.Context, o Options, log zerolog.Logger) error {
 		return fmt.Errorf("--admin: %w", err)
 	}
 	a := admin.New(reg)
+	a.Handle("GET /stats", hs.Stats())
+	a.Handle("GET /config", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(active.Load())
+	}))
 	adminSrv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- p.Serve(ln.(*net.TCPListener)) }()
+	go func() { errc <- hs.Serve() }()
 	go func() { errc <- adminSrv.Serve(aln) }()
 	a.SetReady(true)
-	log.Info().Str("listen", ln.Addr().String()).Str("admin", aln.Addr().String()).Msg("veneer-agent ready")
+	log.Info().Str("listen", ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).Msg("veneer-agent ready")
+
+	changed := make(chan struct{}, 1)
+	if o.Config != "" {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go watch.File(wctx, o.Config, time.Second, func() { changed <- struct{}{} })
+	}
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case runErr = <-errc:
+			break loop
+		case <-reload:
+			reloadConfig(o.Config, apply, log)
+		case <-changed:
+			reloadConfig(o.Config, apply, log)
+		}
 	}
 	a.SetReady(false)
 	log.Info().Dur("drain_timeout", o.DrainTimeout).Msg("draining")
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	defer cancel()
-	if err := p.Shutdown(dctx); err != nil {
+	var drained sync.WaitGroup
+	drained.Add(2)
+	var timedOut atomic.Bool
+	go func() {
+		defer drained.Done()
+		if p.Shutdown(dctx) != nil {
+			timedOut.Store(true)
+		}
+	}()
+	go func() {
+		defer drained.Done()
+		if hs.Shutdown(dctx) != nil {
+			timedOut.Store(true)
+		}
+	}()
+	drained.Wait()
+	if timedOut.Load() {
 		log.Warn().Msg("drain timed out; closed the connections still open")
 	}
 	adminSrv.Close()
@@ -117,4 +196,38 @@ func Run(ctx context.Context, o Options, log zerolog.Logger) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// reloadConfig loads the file again and applies it, or keeps the running
+// config and says why.
+func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Logger) {
+	if path == "" {
+		log.Info().Msg("reload asked for, but there is no --config file")
+		return
+	}
+	c, err := config.Load(path)
+	if err == nil {
+		err = apply(c)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("config reload refused; the running config stays")
+		return
+	}
+	log.Info().Str("config", path).Msg("config reloaded")
+}
+
+// policies are the proxy's per-port decisions from cfg.
+func policies(cfg *config.Config) *proxy.Policies {
+	policy := func(pc config.Port) *proxy.Policy {
+		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D()}
+		if pc.TCP.Authz != nil {
+			pol.Authz = authz.New(*pc.TCP.Authz)
+		}
+		return pol
+	}
+	ps := &proxy.Policies{Ports: map[uint16]*proxy.Policy{}, Default: policy(cfg.Default)}
+	for _, port := range cfg.PortNumbers() {
+		ps.Ports[port] = policy(cfg.Port(port))
+	}
+	return ps
 }

@@ -9,6 +9,7 @@ package exchange
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -30,6 +31,7 @@ const (
 	UpstreamReset                     // UC: the app closed or reset mid-response
 	Denied                            // DENY: authorization denied (veneer's own)
 	RetriesExhausted                  // URX: every retry failed
+	DownstreamReset                   // DC: the client went away before the response ended
 )
 
 var flagNames = []struct {
@@ -38,7 +40,7 @@ var flagNames = []struct {
 }{
 	{UpstreamFailure, "UF"}, {UpstreamTimeout, "UT"}, {RateLimited, "RL"}, {FaultAbort, "FI"},
 	{FaultDelay, "DI"}, {UpstreamOverflow, "UO"}, {UpstreamReset, "UC"}, {Denied, "DENY"},
-	{RetriesExhausted, "URX"},
+	{RetriesExhausted, "URX"}, {DownstreamReset, "DC"},
 }
 
 // String is the flags as the access log and the metrics show them:
@@ -68,8 +70,37 @@ type Exchange struct {
 	Upstream netip.AddrPort // the app
 	Route    string         // the matched path prefix, "" for the port's defaults
 
+	// W is the response as written so far; set by Begin.
+	W *Writer
+
 	flags        atomic.Uint32
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
+	received     atomic.Int64 // request body bytes read from the client
+}
+
+// Begin starts the record of r: it wraps w and r's body to count what
+// passes, and puts e in r's context. The outermost decoration calls it.
+func Begin(w http.ResponseWriter, r *http.Request, e *Exchange) (*Writer, *http.Request) {
+	e.W = NewWriter(w)
+	r = r.WithContext(With(r.Context(), e))
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &e.received}
+	}
+	return e.W, r
+}
+
+// Received is the request body bytes read from the client so far.
+func (e *Exchange) Received() int64 { return e.received.Load() }
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 // AddFlag records f.

@@ -11,7 +11,7 @@ import (
 // pooled copy, splice(2) through (*net.TCPConn).ReadFrom, and a plain read
 // and write through a buffer of its own per connection.
 var strategies = map[string]func(dst, src *net.TCPConn) (int64, error){
-	"pooled": copyHalf, // what the proxy uses
+	"pooled": func(dst, src *net.TCPConn) (int64, error) { return copyHalf(dst, src, nil) }, // what the proxy uses
 	"splice": func(dst, src *net.TCPConn) (int64, error) {
 		n, err := dst.ReadFrom(src)
 		if err == nil {

@@ -23,12 +23,22 @@ const bufSize = 256 << 10
 // stacks, not 2 x 256 KiB each.
 var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// copyHalf copies src to dst until src's EOF, then passes the EOF on with a
+// copyHalf writes first (bytes already read from src), then copies src to
+// dst until src's EOF, then passes the EOF on with a
 // half-close so that the other direction can go on. An error caused by our
 // own close of the other side is not this half's failure and is reported as
 // nil.
-func copyHalf(dst, src *net.TCPConn) (int64, error) {
-	n, err := copyPooled(dst, src)
+func copyHalf(dst, src *net.TCPConn, first []byte) (int64, error) {
+	n := int64(0)
+	if len(first) > 0 {
+		w, err := dst.Write(first)
+		n += int64(w)
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := copyPooled(dst, src)
+	n += m
 	if err == nil {
 		dst.CloseWrite()
 		return n, nil

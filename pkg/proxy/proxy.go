@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,9 @@ type Config struct {
 	// IsProbe tells veneer-init's validation probes from traffic. Nil means
 	// probe.Is; tests of one piece, whose apps listen on loopback, override it.
 	IsProbe func(netip.AddrPort) bool
+	// HTTP serves the connections that carry HTTP. Nil: every connection
+	// is forwarded as TCP.
+	HTTP HTTPServer
 }
 
 // Server forwards redirected connections to their original destination.
@@ -44,6 +48,9 @@ type Server struct {
 	log     zerolog.Logger
 	metrics *metrics
 	dialer  net.Dialer
+	http    HTTPServer
+
+	policies atomic.Pointer[Policies]
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -75,7 +82,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	kill, killNow := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:        cfg,
 		log:        log,
 		metrics:    m,
@@ -83,7 +90,10 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		kill:       kill,
 		killNow:    killNow,
 		shutdownCh: make(chan struct{}),
-	}, nil
+		http:       cfg.HTTP,
+	}
+	s.policies.Store(defaultPolicies)
+	return s, nil
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

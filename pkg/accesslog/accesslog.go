@@ -1,0 +1,91 @@
+// Package accesslog writes one JSON line per HTTP request, with the fields
+// of Envoy's default access log, to the agent's standard output.
+//
+//	accessLog: true   # the default
+//
+//	{"start_time":"2026-11-25T14:29:51.123Z","method":"GET","path":"/","protocol":"HTTP/1.1",
+//	 "status":200,"response_flags":"-","bytes_received":0,"bytes_sent":267,"duration_ms":1.9,
+//	 "upstream_service_time_ms":1.2,"x_forwarded_for":"","user_agent":"curl/7.88.1",
+//	 "request_id":"...","authority":"10.213.0.2:8080","upstream_host":"10.213.0.2:8080",
+//	 "client_address":"10.213.0.1:52696"}
+package accesslog
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+// Field names, Envoy's.
+const (
+	fStart    = "start_time"
+	fMethod   = "method"
+	fPath     = "path"
+	fProto    = "protocol"
+	fStatus   = "status"
+	fFlags    = "response_flags"
+	fRecv     = "bytes_received"
+	fSent     = "bytes_sent"
+	fDuration = "duration_ms"
+	fUpstream = "upstream_service_time_ms"
+	fXFF      = "x_forwarded_for"
+	fUA       = "user_agent"
+	fReqID    = "request_id"
+	fAuth     = "authority"
+	fUpHost   = "upstream_host"
+	fClient   = "client_address"
+)
+
+// Log writes access log lines to its logger.
+type Log struct{ log zerolog.Logger }
+
+// New logs to log, which should write to standard output with no fields
+// of its own.
+func New(log zerolog.Logger) *Log { return &Log{log: log} }
+
+func (l *Log) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read before next: decorations may change the request's headers.
+		xff, ua := r.Header.Get("X-Forwarded-For"), r.Header.Get("User-Agent")
+		next.ServeHTTP(w, r)
+		ex := exchange.From(r.Context())
+		l.write(ex, r, xff, ua)
+	})
+}
+
+func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
+	status, sent := 0, int64(0)
+	if ex.W != nil {
+		status, sent = ex.W.Status, ex.W.Written
+	}
+	if status == 0 && r.Header.Get("Upgrade") != "" {
+		status = http.StatusSwitchingProtocols // hijacked for a WebSocket
+	}
+	e := l.log.Log().
+		Str(fStart, ex.Start.UTC().Format(time.RFC3339Nano)).
+		Str(fMethod, r.Method).
+		Str(fPath, r.URL.RequestURI()).
+		Str(fProto, r.Proto).
+		Int(fStatus, status).
+		Str(fFlags, ex.Flags().String()).
+		Int64(fRecv, ex.Received()).
+		Int64(fSent, sent).
+		Float64(fDuration, ms(time.Since(ex.Start)))
+	if up := ex.UpstreamTime(); up >= 0 {
+		e = e.Float64(fUpstream, ms(up))
+	} else {
+		e = e.Str(fUpstream, "-")
+	}
+	e.Str(fXFF, xff).
+		Str(fUA, ua).
+		Str(fReqID, r.Header.Get("X-Request-Id")).
+		Str(fAuth, r.Host).
+		Stringer(fUpHost, ex.Upstream).
+		Stringer(fClient, ex.Client).
+		Send()
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

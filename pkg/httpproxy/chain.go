@@ -1,0 +1,247 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/veneermesh/veneer/pkg/accesslog"
+	"github.com/veneermesh/veneer/pkg/authz"
+	"github.com/veneermesh/veneer/pkg/circuit"
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/errorpage"
+	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/fault"
+	"github.com/veneermesh/veneer/pkg/forwarded"
+	"github.com/veneermesh/veneer/pkg/headers"
+	"github.com/veneermesh/veneer/pkg/ratelimit"
+	"github.com/veneermesh/veneer/pkg/requestid"
+	"github.com/veneermesh/veneer/pkg/retry"
+)
+
+// decoration wraps a handler.
+type decoration func(http.Handler) http.Handler
+
+// chain builds the decorations of h around the forwarder, in this order,
+// outermost first:
+//
+//  1. access log, metrics, stats: they see every response, the agent's own
+//     included, and how long the whole chain took;
+//  2. request id and trace context: so that even a denied or limited request
+//     has an id in its access log line and its response;
+//  3. authorization: denied traffic costs nothing further, not even a token;
+//  4. rate limit: before any work is done for the request;
+//  5. fault injection: in the app's place, after the request was admitted;
+//  6. circuit breaker: counts only requests that will reach the app;
+//  7. error pages: replace what the app (or the forwarder) answered;
+//  8. headers, then forwarded: the app sees the headers as the operator set
+//     them, plus the client's address;
+//  9. the forwarder, with the request timeout and retries.
+func (s *Server) chain(h config.HTTP) (http.Handler, error) {
+	var ds []decoration
+	if config.On(h.AccessLog) {
+		ds = append(ds, accesslog.New(s.access).Wrap)
+	}
+	if config.On(h.Metrics) {
+		ds = append(ds, s.metrics.Wrap, s.stats.Load().Wrap)
+	}
+	if config.On(h.RequestID) || config.On(h.Tracing) {
+		ds = append(ds, requestid.New(config.On(h.RequestID), config.On(h.Tracing)).Wrap)
+	}
+	if h.Authz != nil {
+		ds = append(ds, authz.New(*h.Authz).Wrap)
+	}
+	if h.RateLimit != nil {
+		ds = append(ds, ratelimit.New(*h.RateLimit).Wrap)
+	}
+	if h.Fault != nil {
+		ds = append(ds, fault.New(*h.Fault).Wrap)
+	}
+	if h.Circuit != nil {
+		ds = append(ds, circuit.New(h.Circuit.MaxRequests).Wrap)
+	}
+	if h.ErrorPages != nil {
+		p, err := errorpage.New(*h.ErrorPages)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, p.Wrap)
+	}
+	if h.Headers != nil {
+		ds = append(ds, headers.New(*h.Headers).Wrap)
+	}
+	if config.On(h.Forwarded) {
+		ds = append(ds, forwarded.Wrap)
+	}
+
+	var handler http.Handler = s.forwarder(h)
+	for i := len(ds) - 1; i >= 0; i-- {
+		handler = ds[i](handler)
+	}
+	return handler, nil
+}
+
+// forwarder sends the request to the app, which is the original destination
+// of the client's connection, keeping its Host and its own forwarding
+// headers.
+func (s *Server) forwarder(h config.HTTP) http.Handler {
+	var rt http.RoundTripper = roundTripper{s}
+	if h.Retries != nil {
+		rt = retry.New(*h.Retries, rt)
+	}
+	connect, request := 5*time.Second, time.Duration(0)
+	if t := h.Timeouts; t != nil {
+		connect, request = t.Connect.D(), t.Request.D()
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			hc := pr.In.Context().Value(connKey{}).(*conn)
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = hc.dst.String()
+			pr.Out.Host = pr.In.Host
+			// ReverseProxy drops these before Rewrite; a transparent hop keeps them.
+			for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		Transport:    rt,
+		BufferPool:   bufferPool{},
+		ErrorHandler: errorHandler,
+		ErrorLog:     s.errorLog,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), connectKey{}, connect)
+		if request > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, request, errRequestTimeout)
+			defer cancel()
+		}
+		rp.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+var errRequestTimeout = errors.New("request timeout")
+
+type connectKey struct{}
+
+func connectTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Value(connectKey{}).(time.Duration); ok {
+		return d
+	}
+	return 5 * time.Second
+}
+
+// roundTripper picks HTTP/1.1 or h2c as the client used, and times the app.
+type roundTripper struct{ s *Server }
+
+func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	tr := t.s.h1
+	if req.ProtoMajor == 2 {
+		tr = t.s.h2c
+	}
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		exchange.From(req.Context()).SetUpstreamTime(time.Since(start))
+	}
+	return resp, err
+}
+
+// errorHandler answers for an app that failed: 504 UT when the request
+// timeout ran out, 503 UF when the app could not be reached, 503 UC when it
+// closed or reset the connection; nothing when the client itself left.
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	switch {
+	case errors.Is(context.Cause(ctx), errRequestTimeout):
+		exchange.Reply(w, r, http.StatusGatewayTimeout, exchange.UpstreamTimeout, "the app did not answer within the request timeout")
+	case ctx.Err() != nil:
+		exchange.From(ctx).AddFlag(exchange.DownstreamReset)
+		w.WriteHeader(499) // logged only: the client is gone
+	case retry.IsConnectFailure(err) || errors.Is(err, os.ErrDeadlineExceeded):
+		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamFailure, "the app is not reachable")
+	case errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "EOF"):
+		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamReset, "the app closed the connection before answering")
+	default:
+		exchange.Reply(w, r, http.StatusBadGateway, exchange.UpstreamReset, "the app's response was not valid HTTP")
+	}
+}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (bufferPool) Get() []byte  { return buffers.Get().([]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(b) }
+
+// route is one chain and the prefix that selects it.
+type route struct {
+	prefix  string
+	handler http.Handler
+}
+
+// ports holds the routes of one port, longest prefix first, then the
+// port's own chain.
+type portRoutes []route
+
+func (p portRoutes) match(path string) route {
+	for _, r := range p {
+		if strings.HasPrefix(path, r.prefix) {
+			return r
+		}
+	}
+	return p[len(p)-1]
+}
+
+// table is every port's routes, built once per config.
+type table struct {
+	ports map[uint16]portRoutes
+	def   portRoutes
+}
+
+func (t *table) route(port uint16, path string) route {
+	if p, ok := t.ports[port]; ok {
+		return p.match(path)
+	}
+	return t.def.match(path)
+}
+
+func (s *Server) build(cfg *config.Config) (*table, error) {
+	routes := func(pc config.Port) (portRoutes, error) {
+		var out portRoutes
+		for _, r := range pc.Routes {
+			h, err := s.chain(pc.HTTP.Merged(r.HTTP))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, route{prefix: r.Prefix, handler: h})
+		}
+		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
+		h, err := s.chain(pc.HTTP)
+		if err != nil {
+			return nil, err
+		}
+		return append(out, route{handler: h}), nil
+	}
+	t := &table{ports: map[uint16]portRoutes{}}
+	var err error
+	if t.def, err = routes(cfg.Default); err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.PortNumbers() {
+		if t.ports[p], err = routes(cfg.Port(p)); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}

@@ -1,0 +1,277 @@
+// Package httpproxy is the agent's HTTP path: connections the proxy found to
+// carry HTTP are handed over here, served by net/http (HTTP/1.0, 1.1 with
+// keep-alive, h2c), run through the decoration chain of their port and path,
+// and forwarded to the app over pooled keep-alive connections.
+//
+//	h, err := httpproxy.New(log, accessLog, registry)
+//	err = h.Apply(cfg)                                // at start and on reload
+//	go h.Serve()
+//	h.ServeConn(conn, client, dst, app)               // from the proxy, per connection
+//	h.Shutdown(ctx)
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/metrics"
+	"github.com/veneermesh/veneer/pkg/stats"
+)
+
+// Server serves the HTTP connections handed to it.
+type Server struct {
+	log     zerolog.Logger
+	access  zerolog.Logger
+	metrics *metrics.Metrics
+	stats   atomic.Pointer[stats.Stats]
+	// errorLog takes net/http's own complaints (a malformed request, a
+	// proxy error already answered and logged) at debug level.
+	errorLog *stdlog.Logger
+
+	srv   *http.Server
+	ln    *handoff
+	h1    *http.Transport // HTTP/1.1 to the app, pooled keep-alive connections
+	h2c   *http.Transport // HTTP/2 without TLS, for h2c clients (gRPC)
+	table atomic.Pointer[table]
+}
+
+// New builds the server; Apply must give it a config before Serve.
+// access receives the access log lines.
+func New(log, access zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering HTTP metrics: %w", err)
+	}
+	s := &Server{log: log, access: access, metrics: m, ln: newHandoff(),
+		errorLog: stdlog.New(debugWriter{log}, "", 0)}
+	h2 := new(http.Protocols)
+	h2.SetUnencryptedHTTP2(true)
+	s.h1 = &http.Transport{
+		DialContext:         s.dial,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2}
+	serverProtos := new(http.Protocols)
+	serverProtos.SetHTTP1(true)
+	serverProtos.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:           s,
+		Protocols:         serverProtos,
+		ReadHeaderTimeout: 30 * time.Second, // slow headers (slowloris) end here
+		MaxHeaderBytes:    64 << 10,
+		ConnContext:       connContext,
+		ErrorLog:          s.errorLog,
+	}
+	return s, nil
+}
+
+// Apply builds the chains for cfg and swaps them in: requests already under
+// way finish on the chains they started with.
+func (s *Server) Apply(cfg *config.Config) error {
+	// The profiler outlives configs; its bound is the first config's.
+	s.stats.CompareAndSwap(nil, stats.New(cfg.Stats.MaxPaths))
+	t, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	s.srv.IdleTimeout = 5 * time.Minute
+	if to := cfg.Default.HTTP.Timeouts; to != nil {
+		s.srv.IdleTimeout = to.Idle.D()
+	}
+	s.table.Store(t)
+	return nil
+}
+
+// Stats is the per-path profiler, for the admin endpoint.
+func (s *Server) Stats() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.stats.Load().ServeHTTP(w, r) })
+}
+
+// Serve serves handed-over connections until Shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops taking connections, closes idle keep-alive connections and
+// waits for requests in flight until ctx is done, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	s.h1.CloseIdleConnections()
+	s.h2c.CloseIdleConnections()
+	return err
+}
+
+// debugWriter logs what it is given at debug level.
+type debugWriter struct{ log zerolog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debug().Str("from", "net/http").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// conn is a connection handed over by the proxy, with what it knows.
+type conn struct {
+	net.Conn
+	pre    []byte         // bytes already read while sniffing, replayed first
+	client netip.AddrPort // the real client
+	dst    netip.AddrPort // the original destination: the app
+	mu     sync.Mutex
+	app    net.Conn // a connection to the app opened while sniffing, for the first request
+
+	received, sent atomic.Int64 // bytes from and to the client
+	closeOnce      sync.Once
+	closed         func(received, sent int64, end string)
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		c.received.Add(int64(n))
+		return n, nil
+	}
+	n, err := c.Conn.Read(b)
+	c.received.Add(int64(n))
+	return n, err
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// takeApp returns the connection to the app opened while sniffing, once.
+func (c *conn) takeApp() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.app
+	c.app = nil
+	return a
+}
+
+// CloseWrite lets net/http half-close, as it does before closing a
+// connection it rejected.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *conn) Close() error {
+	if a := c.takeApp(); a != nil {
+		a.Close()
+	}
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.closed != nil {
+			c.closed(c.received.Load(), c.sent.Load(), "http")
+		}
+	})
+	return err
+}
+
+// ServeConn serves c, a connection to dst from client. pre holds bytes
+// already read from c; app, when not nil, is an open connection to dst that
+// the first request to the app will use. closed is called once, when the
+// connection closes, with the bytes each way.
+func (s *Server) ServeConn(c net.Conn, pre []byte, client, dst netip.AddrPort, app net.Conn, closed func(received, sent int64, end string)) {
+	hc := &conn{Conn: c, pre: pre, client: client, dst: dst, app: app, closed: closed}
+	if !s.ln.push(hc) {
+		hc.Close()
+	}
+}
+
+type connKey struct{}
+
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if hc, ok := c.(*conn); ok {
+		return context.WithValue(ctx, connKey{}, hc)
+	}
+	return ctx
+}
+
+// dial connects to the app: with the connection opened while sniffing when
+// this request's client connection has one, else anew, within the connect
+// timeout of the request's chain.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if hc, ok := ctx.Value(connKey{}).(*conn); ok && hc.dst.String() == addr {
+		if a := hc.takeApp(); a != nil {
+			return a, nil
+		}
+	}
+	d := net.Dialer{Timeout: connectTimeout(ctx)}
+	return d.DialContext(ctx, network, addr)
+}
+
+// ServeHTTP starts the request's record and hands it to the chain of its
+// port and path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hc, ok := r.Context().Value(connKey{}).(*conn)
+	if !ok {
+		http.Error(w, "veneer: connection without an original destination", http.StatusInternalServerError)
+		return
+	}
+	ex := &exchange.Exchange{Start: time.Now(), Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
+	ew, r := exchange.Begin(w, r, ex)
+	rt := s.table.Load().route(hc.dst.Port(), r.URL.Path)
+	ex.Route = rt.prefix
+	rt.handler.ServeHTTP(ew, r)
+}
+
+// handoff is a net.Listener fed by the proxy.
+type handoff struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newHandoff() *handoff { return &handoff{ch: make(chan net.Conn), done: make(chan struct{})} }
+
+func (h *handoff) push(c net.Conn) bool {
+	select {
+	case h.ch <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.ch:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.closed.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return &net.TCPAddr{} }

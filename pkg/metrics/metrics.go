@@ -1,0 +1,120 @@
+// Package metrics is the agent's HTTP metrics, in Prometheus form:
+//
+//	veneer_requests_total{port,method,code,flags}
+//	veneer_request_duration_seconds{port}   buckets from 100us, so sub-millisecond times resolve
+//	veneer_request_size_bytes{port}         request bodies
+//	veneer_response_size_bytes{port}        response bodies
+//
+//	metrics: true   # the default
+//
+// Label values are resolved once per port and per (method, code, flags)
+// combination and kept, so a request costs no label lookup. Methods outside
+// the standard set count as OTHER, so a client cannot grow the label space.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+// Metrics are registered once and shared by every chain.
+type Metrics struct {
+	requests                 *prometheus.CounterVec
+	duration, reqSize, rsSize *prometheus.HistogramVec
+	ports                    sync.Map // uint16 -> *port
+}
+
+type port struct {
+	label                     string
+	duration, reqSize, rsSize prometheus.Observer
+	counters                  sync.Map // key -> prometheus.Counter
+}
+
+type key struct {
+	method string
+	code   int
+	flags  exchange.Flag
+}
+
+// New registers the metrics on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	sizes := prometheus.ExponentialBuckets(64, 4, 10) // 64 B to 16 MiB
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veneer_requests_total",
+			Help: "HTTP requests, by original destination port, method, status code and response flags.",
+		}, []string{"port", "method", "code", "flags"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "veneer_request_duration_seconds",
+			Help:    "Time from the request's arrival to the end of its response.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"port"}),
+		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "veneer_request_size_bytes", Help: "Request body sizes.", Buckets: sizes,
+		}, []string{"port"}),
+		rsSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "veneer_response_size_bytes", Help: "Response body sizes.", Buckets: sizes,
+		}, []string{"port"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqSize, m.rsSize} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) port(p uint16) *port {
+	if v, ok := m.ports.Load(p); ok {
+		return v.(*port)
+	}
+	l := strconv.Itoa(int(p))
+	v, _ := m.ports.LoadOrStore(p, &port{
+		label:    l,
+		duration: m.duration.WithLabelValues(l),
+		reqSize:  m.reqSize.WithLabelValues(l),
+		rsSize:   m.rsSize.WithLabelValues(l),
+	})
+	return v.(*port)
+}
+
+// Wrap observes every request that passes.
+func (m *Metrics) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		m.Observe(exchange.From(r.Context()), r.Method)
+	})
+}
+
+// Observe records one finished exchange.
+func (m *Metrics) Observe(ex *exchange.Exchange, method string) {
+	p := m.port(ex.Port)
+	status, sent := 0, int64(0)
+	if ex.W != nil {
+		status, sent = ex.W.Status, ex.W.Written
+	}
+	k := key{method: Method(method), code: status, flags: ex.Flags()}
+	c, ok := p.counters.Load(k)
+	if !ok {
+		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.label, k.method, strconv.Itoa(status), k.flags.String()))
+	}
+	c.(prometheus.Counter).Inc()
+	p.duration.Observe(time.Since(ex.Start).Seconds())
+	p.reqSize.Observe(float64(ex.Received()))
+	p.rsSize.Observe(float64(sent))
+}
+
+// Method is m if it is a standard method, else OTHER.
+func Method(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI":
+		return m
+	}
+	return "OTHER"
+}
