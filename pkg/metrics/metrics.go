@@ -25,9 +25,9 @@ import (
 
 // Metrics are registered once and shared by every chain.
 type Metrics struct {
-	requests                 *prometheus.CounterVec
+	requests                  *prometheus.CounterVec
 	duration, reqSize, rsSize *prometheus.HistogramVec
-	ports                    sync.Map // uint16 -> *port
+	ports                     sync.Map // uint16 -> *port
 }
 
 type port struct {

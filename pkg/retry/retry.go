@@ -4,14 +4,17 @@
 //
 //   - only the listed methods (by default the idempotent ones, never POST),
 //     and only requests without a body, which can be sent again exactly;
+//
 //   - only when nothing was received from the app: the connection was
 //     refused, or closed or reset before any response byte, or (if listed)
 //     the app answered 503;
+//
 //   - at most Attempts retries, each after an exponential, jittered backoff;
+//
 //   - a budget: retries in flight may be at most Budget percent of requests
 //     in flight (and at least 3), so a failing app is not hit twice as hard.
 //
-//	retries: {attempts: 2, on: [connect-failure, reset, 503], backoff: 25ms, budget: 20}
+//     retries: {attempts: 2, on: [connect-failure, reset, 503], backoff: 25ms, budget: 20}
 //
 // A request that runs out of attempts carries flag URX.
 package retry

@@ -68,7 +68,7 @@ func TestInterceptsInbound(t *testing.T) {
 				t.Errorf("app saw the client %s directly; every connection should come through the agent:\n%s", localpod.ClientIP, appLog)
 			}
 			// The agent's connection log: one line per connection, with the client.
-			want := fmt.Sprintf(`"client":"%s:\d+","original_dst":"%s:8080","bytes_received":\d+,"bytes_sent":\d+,"duration_ms":[0-9.]+,"end":"eof"`,
+			want := fmt.Sprintf(`"client":"%s:\d+","original_dst":"%s:8080","bytes_received":\d+,"bytes_sent":\d+,"duration_ms":[0-9.]+,"end":"http"`,
 				regexp.QuoteMeta(localpod.ClientIP.String()), regexp.QuoteMeta(localpod.PodIP.String()))
 			if got := len(regexp.MustCompile(want).FindAllString(agent.log.String(), -1)); got != n {
 				t.Errorf("agent logged %d connection lines matching %s; want %d:\n%s", got, want, n, agent.log)
