@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ import (
 type testApp struct {
 	hits  sync.Map // path -> *atomic.Int64
 	flaky atomic.Int64
+	hold  chan struct{} // /held waits for it to close
+	conns atomic.Int64  // connections accepted
 }
 
 func (a *testApp) count(path string) int64 {
@@ -45,6 +48,8 @@ func (a *testApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(3 * time.Second):
 		case <-r.Context().Done():
 		}
+	case r.URL.Path == "/held":
+		<-a.hold
 	case r.URL.Path == "/flaky":
 		// The first try of each pair: close without a byte of response.
 		if a.flaky.Add(1)%2 == 1 {
@@ -101,13 +106,24 @@ func (p *pod) startTestApp(addr string) *testApp {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	app := &testApp{}
+	app := &testApp{hold: make(chan struct{})}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: app, Protocols: protos}
+	srv := &http.Server{Handler: app, Protocols: protos, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			app.conns.Add(1)
+		}
+	}}
 	go srv.Serve(l)
-	p.t.Cleanup(func() { srv.Close() })
+	p.t.Cleanup(func() {
+		select {
+		case <-app.hold:
+		default:
+			close(app.hold)
+		}
+		srv.Close()
+	})
 	return app
 }
 
@@ -195,6 +211,8 @@ ports:
       timeouts: {request: 200ms}
     - prefix: /flaky
       retries: {attempts: 2}
+    - prefix: /held
+      circuitBreaker: {maxRequests: 1}
 `
 
 // Every decoration, end to end through the real intercepted path.
@@ -303,6 +321,23 @@ func TestHTTPDecorations(t *testing.T) {
 		}
 	})
 
+	t.Run("circuit breaker", func(t *testing.T) {
+		first := make(chan int, 1)
+		go func() { resp, _ := p.getPath(9090, "/held"); first <- resp.StatusCode }()
+		p.waitFor("the first request at the app", func() bool { return app.count("/held") == 1 })
+		resp, body := p.getPath(9090, "/held")
+		if resp.StatusCode != 503 || !strings.Contains(body, "circuit breaker") {
+			t.Errorf("second request in flight = %d %q; want 503 from the circuit breaker", resp.StatusCode, body)
+		}
+		close(app.hold)
+		if code := <-first; code != 200 {
+			t.Errorf("the first request = %d; want 200", code)
+		}
+		if n := app.count("/held"); n != 1 {
+			t.Errorf("the app received %d requests; want only the first", n)
+		}
+	})
+
 	t.Run("access log and metrics", func(t *testing.T) {
 		p.waitFor("access log of the fault", func() bool { return strings.Contains(agent.log.String(), `"path":"/abort"`) })
 		var line map[string]any
@@ -321,12 +356,88 @@ func TestHTTPDecorations(t *testing.T) {
 		if line["response_flags"] != "FI" || line["status"] != float64(503) || line["request_id"] == "" {
 			t.Errorf("access log of /abort = %v; want status 503, flags FI, a request id", line)
 		}
-		for _, c := range []struct{ code, flags string }{{"503", "FI"}, {"403", "DENY"}, {"429", "RL"}, {"504", "UT"}, {"200", "DI"}} {
+		for _, c := range []struct{ code, flags string }{{"503", "FI"}, {"403", "DENY"}, {"429", "RL"}, {"504", "UT"}, {"200", "DI"}, {"503", "UO"}} {
 			if n := p.requests("9090", c.code, c.flags); n < 1 {
 				t.Errorf("veneer_requests_total{code=%s,flags=%s} = %v; want at least 1", c.code, c.flags, n)
 			}
 		}
 	})
+}
+
+// Keep-alive: many requests from one client connection reuse one pooled
+// connection to the app, and an app that is down gets a fast 503 UF.
+func TestKeepAliveAndAppDown(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	app := p.startTestApp(":9090")
+	p.mustInit("--inbound-ports", "9090,9091,9092")
+	p.startAgent("--config", p.writeConfig("ports: {\"9092\": {protocol: http}}\n"))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: p.Client.DialContext}}
+	for i := 0; i < 20; i++ {
+		resp, err := c.Get(fmt.Sprintf("http://%s:9090/ka", localpod.PodIP))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if n := app.conns.Load(); n != 1 {
+		t.Errorf("20 keep-alive requests reached the app over %d connections; want 1 pooled connection", n)
+	}
+	// Nothing listens on 9091: the client is reset (auto mode connects to
+	// the app before anything is read), never left hanging.
+	conn, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9091", localpod.PodIP))
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Errorf("connection to a port with no app: %v; want a reset", err)
+	}
+	// On an http port the agent answers for the app: 503, flag UF.
+	resp, body := p.getPath(9092, "/")
+	if resp.StatusCode != 503 || !strings.Contains(body, "not reachable") || p.requests("9092", "503", "UF") != 1 {
+		t.Errorf("GET on an http port with no app = %d %q; want 503 UF", resp.StatusCode, body)
+	}
+}
+
+// Denied TCP is reset, and the app never sees it.
+func TestTCPAuthorization(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	l, err := p.Pod.Pod.Listen("tcp", ":3306")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	cfg := p.writeConfig(fmt.Sprintf("ports:\n  \"3306\": {protocol: tcp, tcp: {authz: {rules: [{action: deny, clients: [%s/32]}]}}}\n", localpod.ClientIP))
+	p.mustInit("--inbound-ports", "3306")
+	agent := p.startAgent("--config", cfg)
+	conn, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:3306", localpod.PodIP))
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Errorf("denied connection: %v; want a reset", err)
+	}
+	p.waitFor("the denial logged", func() bool { return strings.Contains(agent.log.String(), `"end":"denied"`) })
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the app accepted %d denied connections; want 0", n)
+	}
 }
 
 // A server-first protocol on a captured port in auto mode answers at once:
