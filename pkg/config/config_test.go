@@ -91,3 +91,17 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// The commented example in deploy/ is a valid config that uses every section.
+func TestExampleFile(t *testing.T) {
+	c, err := Load("../../deploy/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Port(8080).HTTP
+	if h.Retries == nil || h.Fault == nil || h.Headers == nil || h.RateLimit == nil || h.Authz == nil ||
+		h.ErrorPages == nil || h.Circuit == nil || h.Timeouts == nil || !On(h.RequestID) || !On(h.Forwarded) ||
+		!On(c.Default.HTTP.Tracing) || len(c.Port(8080).Routes) != 2 || c.Port(3306).TCP.Authz == nil {
+		t.Errorf("deploy/config.yaml leaves a decoration out: %+v", c)
+	}
+}

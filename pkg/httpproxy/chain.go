@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"os"
 	"sort"
@@ -112,6 +113,12 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 					pr.Out.Header[k] = v
 				}
 			}
+			if pr.In.ProtoMajor == 1 {
+				// Header names as the client spelled them, and the app's
+				// response's names as the app spelled them.
+				hc.names.Restore(pr.Out.Header)
+				pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), responseCase(pr.In)))
+			}
 		},
 		Transport:    rt,
 		BufferPool:   bufferPool{},
@@ -130,6 +137,18 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 }
 
 var errRequestTimeout = errors.New("request timeout")
+
+// responseCase learns which app connection serves the request, so that the
+// response's header names go to the client as the app spelled them.
+func responseCase(in *http.Request) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if ac, ok := info.Conn.(*appConn); ok {
+			if w := exchange.From(in.Context()).W; w != nil {
+				w.BeforeHeader(func(_ int, h http.Header) { ac.names.Restore(h) })
+			}
+		}
+	}}
+}
 
 type connectKey struct{}
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/headercase"
 	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/stats"
 )
@@ -60,12 +61,15 @@ func New(log, access zerolog.Logger, reg prometheus.Registerer) (*Server, error)
 		errorLog: stdlog.New(debugWriter{log}, "", 0)}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
+	// DisableCompression: a transparent hop adds no Accept-Encoding the
+	// client did not send, and decompresses nothing.
 	s.h1 = &http.Transport{
 		DialContext:         s.dial,
+		DisableCompression:  true,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2}
+	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true}
 	serverProtos := new(http.Protocols)
 	serverProtos.SetHTTP1(true)
 	serverProtos.SetUnencryptedHTTP2(true)
@@ -140,7 +144,8 @@ type conn struct {
 	mu     sync.Mutex
 	app    net.Conn // a connection to the app opened while sniffing, for the first request
 
-	received, sent atomic.Int64 // bytes from and to the client
+	names          headercase.Names // header spellings the client used
+	received, sent atomic.Int64     // bytes from and to the client
 	closeOnce      sync.Once
 	closed         func(received, sent int64, end string)
 }
@@ -150,10 +155,14 @@ func (c *conn) Read(b []byte) (int, error) {
 		n := copy(b, c.pre)
 		c.pre = c.pre[n:]
 		c.received.Add(int64(n))
+		c.names.Learn(b[:n])
 		return n, nil
 	}
 	n, err := c.Conn.Read(b)
 	c.received.Add(int64(n))
+	if n > 0 {
+		c.names.Learn(b[:n])
+	}
 	return n, err
 }
 
@@ -220,11 +229,30 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if hc, ok := ctx.Value(connKey{}).(*conn); ok && hc.dst.String() == addr {
 		if a := hc.takeApp(); a != nil {
-			return a, nil
+			return &appConn{Conn: a}, nil
 		}
 	}
 	d := net.Dialer{Timeout: connectTimeout(ctx)}
-	return d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &appConn{Conn: c}, nil
+}
+
+// appConn is a connection to the app that learns the header spellings of
+// the app's responses.
+type appConn struct {
+	net.Conn
+	names headercase.Names
+}
+
+func (c *appConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.names.Learn(b[:n])
+	}
+	return n, err
 }
 
 // ServeHTTP starts the request's record and hands it to the chain of its

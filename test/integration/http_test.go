@@ -595,3 +595,60 @@ func TestConfigReload(t *testing.T) {
 		t.Errorf("/config = %v; want the active config with the 418 fault", shown)
 	}
 }
+
+// Header names keep the client's and the app's spelling over HTTP/1.
+func TestHeaderCaseKept(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	l, err := p.Pod.Pod.Listen("tcp", ":9093")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	received := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			head.WriteString(line)
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		received <- head.String()
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nx-app-thing: 1\r\nCONTENT-LENGTH: 2\r\n\r\nok")
+	}()
+	p.mustInit("--inbound-ports", "9093")
+	p.startAgent()
+	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9093", localpod.PodIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: app\r\nx-api-key: secret\r\nX-MiXeD-Case: 1\r\n\r\n")
+	head := <-received
+	for _, want := range []string{"\r\nx-api-key: secret\r\n", "\r\nX-MiXeD-Case: 1\r\n"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("the app received %q; want it to contain %q as the client spelled it", head, want)
+		}
+	}
+	var resp []byte
+	buf := make([]byte, 4096)
+	for !strings.HasSuffix(string(resp), "\r\n\r\nok") {
+		n, err := c.Read(buf)
+		resp = append(resp, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if !strings.Contains(string(resp), "\r\nx-app-thing: 1\r\n") {
+		t.Errorf("the client received %q; want x-app-thing as the app spelled it", resp)
+	}
+}
