@@ -59,36 +59,63 @@ compact < "$WORK/init.log"
 echo "  the pod's nat table now holds:"
 in_pod -- iptables-save -t nat | grep VENEER | sed 's/^/    /'
 
-bold "4. veneer-agent (the sidecar), as UID 1337"
-"$BIN/localpod" exec $POD-pod --uid 1337 -- "$BIN/veneer-agent" >"$WORK/agent.log" 2>&1 &
+bold "4. veneer-agent (the sidecar), as UID 1337, with a few decorations configured"
+cat > "$WORK/404.html" <<'HTML'
+<!DOCTYPE html><title>not found</title><h1>veneer's own 404 page, instead of the app's</h1>
+HTML
+cat > "$WORK/config.yaml" <<YAML
+default:
+  protocol: auto            # sniff: HTTP is decorated, anything else passes as TCP
+  http:
+    requestId: true         # X-Request-Id on every request
+    forwarded: true         # X-Forwarded-For: the real client, which REDIRECT hides from the app
+    errorPages: {pages: {"404": $WORK/404.html}}
+  routes:
+  - prefix: /admin
+    authz: {default: deny}  # 403 from the agent; the app never sees it
+  - prefix: /chaos
+    fault: {abort: {status: 503, percent: 100}}
+YAML
+chmod a+r "$WORK/config.yaml" "$WORK/404.html"
+sed 's/^/    /' "$WORK/config.yaml"
+"$BIN/localpod" exec $POD-pod --uid 1337 -- "$BIN/veneer-agent" --config "$WORK/config.yaml" \
+  >"$WORK/access.log" 2>"$WORK/agent.log" &
 AGENT_PID=$!
 wait_for "the agent" in_pod -- curl -sf -o /dev/null http://127.0.0.1:15000/ready
 echo "  veneer-init --validate: a probe to a captured port must come back from the agent"
 in_pod -- "$BIN/veneer-init" --validate 2>&1 | grep validated | compact
 
 bold "5. Requests from outside the pod (client namespace -> $POD_IP:8080)"
-for i in 1 2 3; do
-  printf '  curl http://%s:8080/  -> ' "$POD_IP"
-  in_client -- curl -s -w ' [HTTP %{http_code}]' "http://$POD_IP:8080/" | tr -d '\n'; echo
-done
-printf '  curl http://[%s]:8080/  -> ' "$POD_IP6"
-in_client -- curl -s -w ' [HTTP %{http_code}]' "http://[$POD_IP6]:8080/" | tr -d '\n'; echo
+request() { # request URL: one line with the status and the start of the body
+  printf '  curl %-34s -> ' "$1"
+  in_client -- curl -s -w ' [HTTP %{http_code}]' "$1" | tr -d '\n' | sed -E 's/<title>[^<]*<\/title>//; s/<[^>]*>//g' | cut -c1-90
+}
+request "http://$POD_IP:8080/"
+request "http://$POD_IP:8080/"
+request "http://[$POD_IP6]:8080/"
+request "http://$POD_IP:8080/no-such-page"
+request "http://$POD_IP:8080/admin/secrets"
+request "http://$POD_IP:8080/chaos"
 
-bold "6. What the agent saw: one JSON line per connection"
+bold "6. The access log: one JSON line per request (the agent's stdout; Envoy's fields)"
 sleep 0.2
-grep '"connection closed"' "$WORK/agent.log" | compact
+sed -E -e 's/"start_time":"[^"]*",//' -e 's/,"(authority|upstream_host|x_forwarded_for|bytes_received)":"?[^,"]*"?//g' -e 's/^/  /' "$WORK/access.log"
 
 bold "7. What the app saw: every peer is the agent at $POD_IP / $POD_IP6, inside the pod"
 grep '"GET' "$WORK/app.log" | sed 's/^/  /'
+echo "  (the denied and fault-injected requests never reached it)"
 
 bold "8. The agent's /metrics (admin port 15000)"
-in_pod -- curl -s http://127.0.0.1:15000/metrics | grep '^veneer_' | sed 's/^/  /'
+in_pod -- curl -s http://127.0.0.1:15000/metrics | grep -E '^veneer_(requests_total|tcp_)' | sed 's/^/  /'
 
-bold "9. A port that is not captured is untouched: nothing listens on 9090, and the agent is not involved"
+bold "9. The per-path profiler: /stats"
+in_pod -- curl -s http://127.0.0.1:15000/stats | tr -d ' \n' | sed -e 's/},{/},\n  {/g' -e 's/^{"paths":\[/  /' -e 's/\]}$//'; echo
+
+bold "10. A port that is not captured is untouched: nothing listens on 9090, and the agent is not involved"
 printf '  curl http://%s:9090/ -> ' "$POD_IP"
 if in_client -- curl -s -o /dev/null "http://$POD_IP:9090/"; then echo "answered?!"; else echo "refused by the pod's kernel, as without veneer"; fi
 
-bold "10. Tear-down: SIGTERM drains the agent; veneer-init --cleanup removes its rules"
+bold "11. Tear-down: SIGTERM drains the agent; veneer-init --cleanup removes its rules"
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
 grep -E '"(draining|stopped)"' "$WORK/agent.log" | compact
 in_pod -- "$BIN/veneer-init" --cleanup 2>/dev/null

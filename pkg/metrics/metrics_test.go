@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+func TestObserve(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		exchange.Reply(w, r, 429, exchange.RateLimited, "slow down")
+	}))
+	for _, method := range []string{"GET", "GET", "BREW"} {
+		ex := &exchange.Exchange{Port: 8080}
+		r := httptest.NewRequest(method, "/", nil)
+		w, r := exchange.Begin(httptest.NewRecorder(), r, ex)
+		h.ServeHTTP(w, r)
+	}
+	mfs, _ := reg.Gather()
+	var got []string
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			var labels []string
+			for _, l := range mt.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if mf.GetName() == "veneer_requests_total" {
+				got = append(got, fmt.Sprintf("%s %v", strings.Join(labels, ","), mt.GetCounter().GetValue()))
+			}
+			if mf.GetName() == "veneer_request_duration_seconds" && mt.GetHistogram().GetSampleCount() != 3 {
+				t.Errorf("duration histogram count = %d; want 3", mt.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	want := "code=429,flags=RL,method=GET,port=8080 2|code=429,flags=RL,method=OTHER,port=8080 1"
+	if strings.Join(got, "|") != want {
+		t.Errorf("veneer_requests_total = %q; want %q (unknown methods as OTHER)", strings.Join(got, "|"), want)
+	}
+}
