@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -651,4 +652,15 @@ func TestHeaderCaseKept(t *testing.T) {
 	if !strings.Contains(string(resp), "\r\nx-app-thing: 1\r\n") {
 		t.Errorf("the client received %q; want x-app-thing as the app spelled it", resp)
 	}
+}
+
+// SIGHUP reloads the config on demand.
+func TestConfigReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	cfg := p.writeConfig("default: {protocol: http}\n")
+	p.mustInit("--inbound-ports", "9090")
+	agent := p.startAgent("--config", cfg)
+	agent.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor("the reload", func() bool { return strings.Contains(agent.log.String(), `"message":"config reloaded"`) })
 }

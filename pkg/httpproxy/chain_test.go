@@ -1,0 +1,47 @@
+package httpproxy
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/config"
+)
+
+func TestRoutes(t *testing.T) {
+	s, err := New(zerolog.Nop(), zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(`
+default:
+  routes: [{prefix: /d}]
+ports:
+  "8080":
+    routes: [{prefix: /api}, {prefix: /api/v2}, {prefix: /}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	tb := s.table.Load()
+	for _, tc := range []struct {
+		port       uint16
+		path, want string
+	}{
+		{8080, "/api/v2/x", "/api/v2"}, // the longest prefix wins
+		{8080, "/api/v1", "/api"},
+		{8080, "/other", "/"},
+		{9090, "/d/x", "/d"}, // an unlisted port: the default section
+		{9090, "/x", ""},     // the port's own chain
+	} {
+		if got := tb.route(tc.port, tc.path).prefix; got != tc.want {
+			t.Errorf("route(%d, %s) = %q; want %q", tc.port, tc.path, got, tc.want)
+		}
+	}
+	var _ http.Handler = s
+}
