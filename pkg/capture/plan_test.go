@@ -2,6 +2,7 @@ package capture
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,7 @@ func TestBuildGolden(t *testing.T) {
 			if err := o.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			p := Build(o)
+			p := Build(o, false)
 			input, changed := Restore(p.State(), State{})
 			if changed != !p.Empty() {
 				t.Errorf("changed = %v for an empty table; want %v", changed, !p.Empty())
@@ -83,15 +84,15 @@ func TestBuildGolden(t *testing.T) {
 
 func TestBuildNeverCapturesAgentPorts(t *testing.T) {
 	o := Options{InboundPorts: PortSet{All: true}, ProxyPort: 15006, AgentPorts: []uint16{15000}}
-	p := Build(o)
+	p := Build(o, false)
 	for _, want := range []string{"--dport 15006 -m comment --comment \"veneer: never capture agent port 15006\" -j RETURN",
 		"--dport 15000 -m comment --comment \"veneer: never capture agent port 15000\" -j RETURN"} {
-		if !strings.Contains(strings.Join(p.State().Chains[ChainInbound], "\n"), want) {
+		if !strings.Contains(strings.Join(p.State()["nat"].Chains[ChainInbound], "\n"), want) {
 			t.Errorf("plan for \"*\" lacks %q", want)
 		}
 	}
 	// The RETURNs must come before the catch-all, or they would never match.
-	lines := p.State().Chains[ChainInbound]
+	lines := p.State()["nat"].Chains[ChainInbound]
 	if last := lines[len(lines)-1]; !strings.HasSuffix(last, "-j "+ChainInRedirect) {
 		t.Errorf("last rule of %s = %q; want the catch-all jump to %s", ChainInbound, last, ChainInRedirect)
 	}
@@ -101,8 +102,8 @@ func TestBuildNeverCapturesAgentPorts(t *testing.T) {
 // rules (an older init with another proxy port, a killed re-run) is brought to
 // the plan in one transaction that keeps the jump already in place.
 func TestRestoreStaleGolden(t *testing.T) {
-	p := Build(Options{InboundPorts: ports(t, "8080"), ProxyPort: 15006, AgentPorts: []uint16{15000}})
-	stale := State{
+	p := Build(Options{InboundPorts: ports(t, "8080"), ProxyPort: 15006, AgentPorts: []uint16{15000}}, false)
+	stale := State{"nat": TableState{
 		Chains: map[string][]string{
 			ChainInbound:      {`-A VENEER_INBOUND -p tcp -m tcp --dport 8080 -m comment --comment "veneer: capture inbound port 8080" -j VENEER_IN_REDIRECT`},
 			ChainInRedirect:   {`-A VENEER_IN_REDIRECT -p tcp -m comment --comment "veneer: redirect to agent port 16000" -j REDIRECT --to-ports 16000`},
@@ -113,7 +114,7 @@ func TestRestoreStaleGolden(t *testing.T) {
 			`-A PREROUTING -p tcp -m comment --comment "veneer: inbound TCP to the pod" -j VENEER_INBOUND`,
 			`-A OUTPUT -p tcp -j VENEER_OUTBOUND`,
 		},
-	}
+	}}
 	if InSync(p.State(), stale) {
 		t.Fatal("InSync = true for a stale table; want false")
 	}
@@ -125,9 +126,52 @@ func TestRestoreStaleGolden(t *testing.T) {
 
 	// A partial table: chains there, the jump missing.
 	partial := p.State()
-	partial.Jumps = nil
+	nat := partial["nat"]
+	nat.Jumps = nil
+	partial["nat"] = nat
 	input, _ = Restore(p.State(), partial)
 	golden(t, "partial", input)
+}
+
+// tproxy mode and outbound capture, for both families: the excluded CIDRs
+// of the other family are left out.
+func TestBuildModesGolden(t *testing.T) {
+	cidrs := []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:10:96::/112")}
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"tproxy", Options{Mode: ModeTproxy, InboundPorts: ports(t, "8080,9090"), ProxyPort: 15006, AgentPorts: []uint16{15000}}},
+		{"tproxy-all-ports", Options{Mode: ModeTproxy, InboundPorts: ports(t, "*"), ExcludeInboundPorts: ports(t, "22"), ProxyPort: 15006, AgentPorts: []uint16{15000}}},
+		{"outbound", Options{InboundPorts: ports(t, "8080"), ProxyPort: 15006, AgentPorts: []uint16{15000},
+			Outbound: true, OutboundPort: 15001, ExcludeOutboundPorts: ports(t, "5432"), ExcludeOutboundCIDRs: cidrs, ProxyUID: 1337, ProxyGID: 1337}},
+	} {
+		for _, v6 := range []bool{false, true} {
+			name := tc.name
+			if v6 {
+				name += "-ipv6"
+			}
+			t.Run(name, func(t *testing.T) {
+				if err := tc.o.Validate(); err != nil {
+					t.Fatal(err)
+				}
+				p := Build(tc.o, v6)
+				input, _ := Restore(p.State(), State{})
+				for _, c := range p.Routing.Commands(v6) {
+					input += "# " + c + "\n"
+				}
+				golden(t, name, input)
+				if _, changed := Restore(p.State(), p.State()); changed {
+					t.Error("a re-run over its own rules would change something")
+				}
+				// Switching back to plain redirect removes every mangle rule.
+				back, _ := Restore(Build(Options{InboundPorts: ports(t, "8080"), ProxyPort: 15006}, v6).State(), p.State())
+				if tc.o.Mode == ModeTproxy && !strings.Contains(back, "*mangle\n") {
+					t.Errorf("switching to redirect leaves the mangle table alone:\n%s", back)
+				}
+			})
+		}
+	}
 }
 
 func TestOptionsValidate(t *testing.T) {
@@ -143,6 +187,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"exclude all", Options{InboundPorts: PortSet{All: true}, ExcludeInboundPorts: PortSet{All: true}, ProxyPort: 15006},
 			`--exclude-inbound-ports: "*" would capture nothing; to capture nothing, set --inbound-ports to ""`},
 		{"no proxy port", Options{InboundPorts: PortSet{All: true}}, "--proxy-port: 0 is not a port (1-65535)"},
+		{"bad mode", Options{Mode: "ebpf", ProxyPort: 15006}, `--mode: "ebpf" is not a mode (redirect or tproxy)`},
+		{"outbound port clash", Options{ProxyPort: 15006, Outbound: true, OutboundPort: 15006, ProxyUID: 1337},
+			"--outbound-port: 15006 is already one of the agent's ports (15006)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.o.Validate()

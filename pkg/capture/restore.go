@@ -9,14 +9,12 @@ import (
 
 // String renders the rule as iptables-save prints it: "-A CHAIN spec...", the
 // comment quoted.
-func (r Rule) String() string { return render("-A", r.Chain, r.Spec) }
-
-func render(op, chain string, spec []string) string {
+func (r Rule) String() string {
 	var b strings.Builder
-	b.WriteString(op + " " + chain)
-	for i, a := range spec {
+	b.WriteString("-A " + r.Chain)
+	for i, a := range r.Spec {
 		b.WriteByte(' ')
-		if i > 0 && spec[i-1] == "--comment" {
+		if i > 0 && r.Spec[i-1] == "--comment" {
 			b.WriteString(`"` + a + `"`)
 			continue
 		}
@@ -25,8 +23,8 @@ func render(op, chain string, spec []string) string {
 	return b.String()
 }
 
-// State is what a nat table holds of veneer's now.
-type State struct {
+// TableState is what one table holds of veneer's.
+type TableState struct {
 	// Chains maps each chain named with ChainPrefix to its rules, as
 	// iptables-save lines ("-A VENEER_INBOUND ...").
 	Chains map[string][]string
@@ -34,71 +32,111 @@ type State struct {
 	Jumps []string
 }
 
+// State is what the tables hold of veneer's, by table name. A table that is
+// missing holds nothing of veneer's.
+type State map[string]TableState
+
 // Lister reads a table the way `iptables -t TABLE -S` does.
 type Lister interface {
 	ListChains(table string) ([]string, error)
 	List(table, chain string) ([]string, error)
 }
 
-// Read collects veneer's chains and the jumps into them from t.
+// Read collects veneer's chains and the jumps into them from every table
+// veneer writes, so that a re-run in another mode also clears the other.
 func Read(t Lister) (State, error) {
-	s := State{Chains: map[string][]string{}}
-	chains, err := t.ListChains(Table)
-	if err != nil {
-		return State{}, fmt.Errorf("listing %s chains: %w", Table, err)
-	}
-	for _, c := range chains {
-		if !strings.HasPrefix(c, ChainPrefix) {
-			continue
-		}
-		lines, err := t.List(Table, c)
+	s := State{}
+	for _, table := range Tables {
+		ts := TableState{Chains: map[string][]string{}}
+		chains, err := t.ListChains(table)
 		if err != nil {
-			return State{}, fmt.Errorf("listing chain %s: %w", c, err)
+			return nil, fmt.Errorf("listing %s chains: %w", table, err)
 		}
-		s.Chains[c] = slices.DeleteFunc(lines, func(l string) bool { return !strings.HasPrefix(l, "-A ") })
-	}
-	for _, c := range builtinChains {
-		lines, err := t.List(Table, c)
-		if err != nil {
-			return State{}, fmt.Errorf("listing chain %s: %w", c, err)
+		for _, c := range chains {
+			if !strings.HasPrefix(c, ChainPrefix) {
+				continue
+			}
+			lines, err := t.List(table, c)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s chain %s: %w", table, c, err)
+			}
+			ts.Chains[c] = slices.DeleteFunc(lines, func(l string) bool { return !strings.HasPrefix(l, "-A ") })
 		}
-		for _, l := range lines {
-			if strings.HasPrefix(l, "-A ") && strings.Contains(l, " -j "+ChainPrefix) {
-				s.Jumps = append(s.Jumps, l)
+		for _, c := range builtinChains[table] {
+			lines, err := t.List(table, c)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s chain %s: %w", table, c, err)
+			}
+			for _, l := range lines {
+				if strings.HasPrefix(l, "-A ") && strings.Contains(l, " -j "+ChainPrefix) {
+					ts.Jumps = append(ts.Jumps, l)
+				}
 			}
 		}
+		s[table] = ts
 	}
 	return s, nil
 }
 
-// Lines returns every rule of the state, own chains first in name order, then
-// the jumps: what a log line shows as "the final rules".
+// Lines returns every rule of the state, table by table, own chains first
+// in name order, then the jumps: what a log line shows as "the final rules".
 func (s State) Lines() []string {
 	var out []string
-	for _, c := range slices.Sorted(maps.Keys(s.Chains)) {
-		out = append(out, s.Chains[c]...)
+	for _, table := range Tables {
+		ts := s[table]
+		for _, c := range slices.Sorted(maps.Keys(ts.Chains)) {
+			for _, l := range ts.Chains[c] {
+				out = append(out, table+": "+l)
+			}
+		}
+		for _, l := range ts.Jumps {
+			out = append(out, table+": "+l)
+		}
 	}
-	return append(out, s.Jumps...)
+	return out
 }
 
-// State is the table p describes: what a table holds once p is applied to it.
+// State is the tables p describes: what they hold once p is applied.
 func (p Plan) State() State {
-	s := State{Chains: map[string][]string{}}
+	s := State{}
+	get := func(table string) TableState {
+		ts, ok := s[table]
+		if !ok {
+			ts = TableState{Chains: map[string][]string{}}
+		}
+		return ts
+	}
 	for _, c := range p.Chains {
-		s.Chains[c] = []string{}
+		ts := get(c.Table)
+		ts.Chains[c.Name] = []string{}
+		s[c.Table] = ts
 	}
 	for _, r := range p.Rules {
-		s.Chains[r.Chain] = append(s.Chains[r.Chain], r.String())
+		ts := get(r.Table)
+		ts.Chains[r.Chain] = append(ts.Chains[r.Chain], r.String())
+		s[r.Table] = ts
 	}
 	for _, j := range p.Jumps {
-		s.Jumps = append(s.Jumps, j.String())
+		ts := get(j.Table)
+		ts.Jumps = append(ts.Jumps, j.String())
+		s[j.Table] = ts
 	}
 	return s
 }
 
-// InSync reports whether have is exactly want: the same chains with the same
-// rules in the same order, the same jumps, nothing else of veneer's.
+// InSync reports whether have is exactly want in every table: the same
+// chains with the same rules in the same order, the same jumps, nothing
+// else of veneer's.
 func InSync(want, have State) bool {
+	for _, table := range Tables {
+		if !tableInSync(want[table], have[table]) {
+			return false
+		}
+	}
+	return true
+}
+
+func tableInSync(want, have TableState) bool {
 	if len(want.Chains) != len(have.Chains) {
 		return false
 	}
@@ -114,23 +152,31 @@ func InSync(want, have State) bool {
 	return slices.Equal(w, h)
 }
 
-// Restore renders the iptables-restore --noflush input that turns a table
-// holding have into one holding want in one transaction, and whether anything
-// needs to change. want is usually Build(opts).State(); Plan{}.State() is the
-// clean-up; the state read before a failed step is the roll-back.
+// Restore renders the iptables-restore --noflush input that turns tables
+// holding have into tables holding want, one transaction per table that
+// changes, and whether anything needs to change. want is usually
+// Build(opts, v6).State(); Plan{}.State() is the clean-up; the state read
+// before a failed step is the roll-back.
 //
 // Declaring a chain (":NAME - [0:0]") in a --noflush transaction creates it or
 // flushes it; the rules that follow refill it before the transaction commits,
 // so captured traffic never meets a half-written chain. Jumps already in
 // place stay where they are; stale ones are deleted, then stale chains.
 func Restore(want, have State) (input string, changed bool) {
-	if InSync(want, have) {
-		return "", false
-	}
 	var b strings.Builder
-	line := func(l string) { b.WriteString(l + "\n") }
+	for _, table := range Tables {
+		if tableInSync(want[table], have[table]) {
+			continue
+		}
+		changed = true
+		restoreTable(&b, table, want[table], have[table])
+	}
+	return b.String(), changed
+}
 
-	line("*" + Table)
+func restoreTable(b *strings.Builder, table string, want, have TableState) {
+	line := func(l string) { b.WriteString(l + "\n") }
+	line("*" + table)
 	var stale []string
 	for c := range have.Chains {
 		if _, ok := want.Chains[c]; !ok {
@@ -170,5 +216,20 @@ func Restore(want, have State) (input string, changed bool) {
 		}
 	}
 	line("COMMIT")
-	return b.String(), true
+}
+
+// Commands renders the routing as the `ip` commands that would set it up,
+// for --dry-run and the logs.
+func (r *Routing) Commands(v6 bool) []string {
+	if r == nil {
+		return nil
+	}
+	fam, dst := "-4", "0.0.0.0/0"
+	if v6 {
+		fam, dst = "-6", "::/0"
+	}
+	return []string{
+		fmt.Sprintf("ip %s rule add fwmark 0x%x lookup %d priority %d", fam, r.Mark, r.Table, r.Priority),
+		fmt.Sprintf("ip %s route add local %s dev lo table %d", fam, dst, r.Table),
+	}
 }

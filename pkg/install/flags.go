@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 	"strconv"
 	"time"
 
@@ -29,8 +31,13 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		adminPort = fs.String("admin-port", "15000", "the agent's admin port, never captured")
 		uid       = fs.String("proxy-uid", "1337", "user ID the agent runs as")
 		gid       = fs.String("proxy-gid", "1337", "group ID the agent runs as")
+		outPort   = fs.String("outbound-port", "15001", "the agent's outbound port, where captured outgoing connections go")
+		exOutPort = fs.String("exclude-outbound-ports", "", "outgoing TCP ports never to capture")
+		exCIDRs   = fs.String("exclude-outbound-cidrs", "", "destination CIDRs never to capture outbound, comma-separated")
 		o         = Options{Out: out}
 	)
+	fs.StringVar(&o.Capture.Mode, "mode", "redirect", "inbound capture: redirect (nat REDIRECT; works everywhere) or tproxy (the app sees the real client; the agent needs NET_ADMIN)")
+	fs.BoolVar(&o.Capture.Outbound, "outbound", false, "also capture the app's outgoing TCP (except the agent's own, loopback and DNS)")
 	fs.StringVar(&o.Backend, "backend", "auto", "iptables backend: auto, legacy or nft")
 	fs.StringVar(&o.IPv6, "ipv6", "auto", "also capture IPv6: auto (when the namespace has a global IPv6 address), on or off")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the iptables-restore input and change nothing")
@@ -65,11 +72,27 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("--admin-port: %d is also --proxy-port; the agent needs two ports", admin)
 	}
 	c.AgentPorts = []uint16{admin}
-	if o.ProxyUID, err = parseID("--proxy-uid", *uid); err != nil {
+	if c.ProxyUID, err = parseID("--proxy-uid", *uid); err != nil {
 		return Options{}, err
 	}
-	if o.ProxyGID, err = parseID("--proxy-gid", *gid); err != nil {
+	if c.ProxyGID, err = parseID("--proxy-gid", *gid); err != nil {
 		return Options{}, err
+	}
+	if c.OutboundPort, err = capture.ParsePort("--outbound-port", *outPort); err != nil {
+		return Options{}, err
+	}
+	if c.ExcludeOutboundPorts, err = capture.ParsePortSet("--exclude-outbound-ports", *exOutPort); err != nil {
+		return Options{}, err
+	}
+	for _, f := range strings.Split(*exCIDRs, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return Options{}, fmt.Errorf("--exclude-outbound-cidrs: %q is not a CIDR (e.g. 10.96.0.0/12, fd00::/8)", f)
+		}
+		c.ExcludeOutboundCIDRs = append(c.ExcludeOutboundCIDRs, p.Masked())
 	}
 	if err := c.Validate(); err != nil {
 		return Options{}, err

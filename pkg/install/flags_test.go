@@ -24,6 +24,10 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"--cleanup", "--validate"}, `--cleanup and --validate: there is nothing to validate after a clean-up; pick one`},
 		{[]string{"--validate-timeout", "0s"}, `--validate-timeout: 0s is not a positive duration`},
 		{[]string{"extra"}, `unexpected argument "extra" (flags only; see --help)`},
+		{[]string{"--mode", "ebpf"}, `--mode: "ebpf" is not a mode (redirect or tproxy)`},
+		{[]string{"--outbound", "--outbound-port", "15006"}, `--outbound-port: 15006 is already one of the agent's ports (15006,15000)`},
+		{[]string{"--exclude-outbound-cidrs", "10.0.0.0/8,nope"}, `--exclude-outbound-cidrs: "nope" is not a CIDR (e.g. 10.96.0.0/12, fd00::/8)`},
+		{[]string{"--exclude-outbound-ports", "99999"}, `--exclude-outbound-ports: "99999" is not a port (1-65535)`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			_, err := ParseFlags(tc.args, io.Discard)
@@ -46,7 +50,7 @@ func TestParseFlagsDefaultsAndEnv(t *testing.T) {
 		len(c.AgentPorts) != 1 || c.AgentPorts[0] != 15000 {
 		t.Errorf("capture options = %+v; want * minus 22, proxy 16000, admin 15000", c)
 	}
-	if o.ProxyUID != 1337 || o.ProxyGID != 1337 || o.Backend != "auto" || o.IPv6 != "auto" || o.ValidateTimeout != 5*time.Second {
+	if c.ProxyUID != 1337 || c.ProxyGID != 1337 || c.Mode != "redirect" || c.Outbound || c.OutboundPort != 15001 || o.Backend != "auto" || o.IPv6 != "auto" || o.ValidateTimeout != 5*time.Second {
 		t.Errorf("options = %+v; want the documented defaults", o)
 	}
 }

@@ -7,6 +7,7 @@
 package install
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -15,14 +16,12 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/capture"
 	"github.com/veneermesh/veneer/pkg/iptables"
+	"github.com/veneermesh/veneer/pkg/routing"
 )
 
 // Options is everything veneer-init was asked to do.
 type Options struct {
-	Capture capture.Options
-	// ProxyUID and ProxyGID identify the agent's own traffic, which outbound
-	// capture must never catch. Inbound capture does not need them.
-	ProxyUID, ProxyGID uint32
+	Capture            capture.Options
 	Backend            string // auto, legacy or nft
 	IPv6               string // auto, on or off
 	DryRun             bool   // print the iptables-restore input, change nothing
@@ -35,7 +34,10 @@ type Options struct {
 // step is the work for one address family, planned before anything is written.
 type step struct {
 	t       *iptables.Tables
+	v6      bool
+	want    capture.State
 	have    capture.State
+	routing *capture.Routing // tproxy mode's policy routing; nil otherwise
 	input   string
 	changed bool
 }
@@ -52,15 +54,11 @@ func Run(o Options, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	want := capture.Plan{}.State()
-	if !o.Cleanup {
-		plan := capture.Build(o.Capture)
-		want = plan.State()
-		log.Info().Str("inbound_ports", o.Capture.InboundPorts.String()).
-			Str("exclude_inbound_ports", o.Capture.ExcludeInboundPorts.String()).
-			Uint16("proxy_port", o.Capture.ProxyPort).Bool("captures_anything", !plan.Empty()).
-			Msg("capture plan")
-	}
+	log.Info().Str("mode", modeName(o.Capture.Mode)).Bool("cleanup", o.Cleanup).
+		Str("inbound_ports", o.Capture.InboundPorts.String()).
+		Str("exclude_inbound_ports", o.Capture.ExcludeInboundPorts.String()).
+		Uint16("proxy_port", o.Capture.ProxyPort).Bool("outbound", o.Capture.Outbound).
+		Msg("capture plan")
 
 	var steps []step
 	for _, f := range families {
@@ -72,8 +70,13 @@ func Run(o Options, log zerolog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Name(), err)
 		}
-		input, changed := capture.Restore(want, have)
-		steps = append(steps, step{t: t, have: have, input: input, changed: changed})
+		s := step{t: t, v6: f == iptables.IPv6, have: have, want: capture.Plan{}.State()}
+		if !o.Cleanup {
+			plan := capture.Build(o.Capture, s.v6)
+			s.want, s.routing = plan.State(), plan.Routing
+		}
+		s.input, s.changed = capture.Restore(s.want, have)
+		steps = append(steps, s)
 	}
 
 	if o.DryRun {
@@ -83,34 +86,54 @@ func Run(o Options, log zerolog.Logger) error {
 				fmt.Fprintf(o.Out, "# nothing to change: the rules are in place\n")
 			}
 			fmt.Fprint(o.Out, s.input)
+			for _, c := range s.routing.Commands(s.v6) {
+				fmt.Fprintf(o.Out, "# then: %s\n", c)
+			}
 		}
 		return nil
 	}
 
 	for i, s := range steps {
 		l := log.With().Str("iptables", s.t.Name()).Logger()
+		// Routing before the rules that rely on it; stale routing after the
+		// rules that relied on it are gone.
+		if changed, err := routing.Ensure(s.routing, s.v6); err != nil {
+			rollback(steps[:i], log)
+			return fmt.Errorf("policy routing: %w", err)
+		} else if changed {
+			l.Info().Strs("routing", s.routing.Commands(s.v6)).Msg("policy routing set up")
+		}
 		if !s.changed {
 			l.Info().Msg("rules already in place; nothing changed")
-			continue
-		}
-		if err := s.t.Restore(s.input); err != nil {
-			rollback(steps[:i], want, log)
+		} else if err := s.t.Restore(s.input); err != nil {
+			rollback(steps[:i], log)
 			return fmt.Errorf("applying rules: %w", err)
+		} else {
+			l.Info().Msg("rules applied")
 		}
-		l.Info().Msg("rules applied")
+		if s.routing == nil {
+			if changed, err := routing.Remove(o.Capture.Routing(), s.v6); err != nil {
+				return fmt.Errorf("removing policy routing: %w", err)
+			} else if changed {
+				l.Info().Msg("policy routing of tproxy mode removed")
+			}
+		}
 	}
 	for _, s := range steps {
 		now, err := capture.Read(s.t)
 		if err != nil {
 			return fmt.Errorf("%s: reading back: %w", s.t.Name(), err)
 		}
-		if !capture.InSync(want, now) {
-			return fmt.Errorf("%s: rules read back differ from the plan (another process changed the nat table meanwhile?): %q", s.t.Name(), now.Lines())
+		if !capture.InSync(s.want, now) {
+			return fmt.Errorf("%s: rules read back differ from the plan (another process changed the tables meanwhile?): %q", s.t.Name(), now.Lines())
 		}
 		log.Info().Str("iptables", s.t.Name()).Strs("rules", now.Lines()).Msg("final rules")
 	}
 
 	if o.Validate && !o.Cleanup {
+		if o.Capture.Mode == capture.ModeTproxy {
+			return errors.New("--validate checks redirect mode; tproxy mode is not validated yet")
+		}
 		for _, s := range steps {
 			if err := validate(s.t, o.Capture, o.ValidateTimeout); err != nil {
 				return fmt.Errorf("--validate (%s): %w", s.t.Family, err)
@@ -122,18 +145,25 @@ func Run(o Options, log zerolog.Logger) error {
 }
 
 // rollback returns the tables of applied steps to what they held before.
-func rollback(applied []step, now capture.State, log zerolog.Logger) {
+func rollback(applied []step, log zerolog.Logger) {
 	for _, s := range applied {
 		if !s.changed {
 			continue
 		}
-		input, _ := capture.Restore(s.have, now)
+		input, _ := capture.Restore(s.have, s.want)
 		if err := s.t.Restore(input); err != nil {
 			log.Error().Err(err).Str("iptables", s.t.Name()).Msg("rolling back failed; run veneer-init --cleanup")
 			continue
 		}
 		log.Warn().Str("iptables", s.t.Name()).Msg("rolled back")
 	}
+}
+
+func modeName(m string) string {
+	if m == "" {
+		return capture.ModeRedirect
+	}
+	return m
 }
 
 func backend(s string, log zerolog.Logger) (iptables.Mode, error) {
