@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/capture"

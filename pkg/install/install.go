@@ -21,14 +21,14 @@ import (
 
 // Options is everything veneer-init was asked to do.
 type Options struct {
-	Capture            capture.Options
-	Backend            string // auto, legacy or nft
-	IPv6               string // auto, on or off
-	DryRun             bool   // print the iptables-restore input, change nothing
-	Cleanup            bool   // remove everything veneer installed, nothing else
-	Validate           bool   // after applying, prove a captured port reaches the agent
-	ValidateTimeout    time.Duration
-	Out                io.Writer // where --dry-run prints
+	Capture         capture.Options
+	Backend         string // auto, legacy or nft
+	IPv6            string // auto, on or off
+	DryRun          bool   // print the iptables-restore input, change nothing
+	Cleanup         bool   // remove everything veneer installed, nothing else
+	Validate        bool   // after applying, prove a captured port reaches the agent
+	ValidateTimeout time.Duration
+	Out             io.Writer // where --dry-run prints
 }
 
 // step is the work for one address family, planned before anything is written.
