@@ -37,6 +37,7 @@ const (
 	fAuth     = "authority"
 	fUpHost   = "upstream_host"
 	fClient   = "client_address"
+	fDir      = "direction" // veneer's own: inbound or outbound
 )
 
 // Log writes access log lines to its logger.
@@ -85,6 +86,7 @@ func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
 		Str(fAuth, r.Host).
 		Stringer(fUpHost, ex.Upstream).
 		Stringer(fClient, ex.Client).
+		Str(fDir, ex.Direction).
 		Send()
 }
 

@@ -14,7 +14,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +30,9 @@ import (
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
+	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/tproxy"
 	"github.com/veneermesh/veneer/pkg/watch"
 )
 
@@ -41,6 +45,9 @@ type Options struct {
 	LogLevel       zerolog.Level
 	Config         string    // the YAML config file; "" means the defaults
 	AccessLog      io.Writer // where access log lines go
+	OutboundListen string    // outbound listener, where the app's captured connections go; "" for none
+	Mode           string    // redirect or tproxy: as veneer-init's --mode
+	Mark           uint32    // tproxy mode: the mark of connections to the app, as veneer-init's
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -50,7 +57,10 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	o := Options{AccessLog: os.Stdout}
 	fs.StringVar(&o.Config, "config", "", "YAML config file (reloaded when it changes and on SIGHUP); empty: the defaults")
 	fs.StringVar(&o.Listen, "listen", ":15006", "address of the inbound listener that captured connections are redirected to")
-	fs.StringVar(&o.Admin, "admin", ":15000", "address of the admin endpoint (/metrics, /ready, /healthz)")
+	fs.StringVar(&o.Admin, "admin", ":15000", "address of the admin endpoint (/metrics, /ready, /healthz, /config, /stats)")
+	fs.StringVar(&o.OutboundListen, "outbound-listen", ":15001", "address of the outbound listener (veneer-init --outbound); empty for none")
+	fs.StringVar(&o.Mode, "mode", "redirect", "redirect or tproxy, as veneer-init's --mode (tproxy needs CAP_NET_ADMIN)")
+	mark := fs.String("mark", "0x539", "tproxy mode: the mark of the agent's connections to the app, as veneer-init's")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "how long open connections may finish after SIGTERM")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -62,7 +72,10 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	if err := envflag.Parse(fs, "VENEER_", args); err != nil {
 		return Options{}, err
 	}
-	for name, addr := range map[string]string{"--listen": o.Listen, "--admin": o.Admin} {
+	for name, addr := range map[string]string{"--listen": o.Listen, "--admin": o.Admin, "--outbound-listen": o.OutboundListen} {
+		if addr == "" && name == "--outbound-listen" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return Options{}, fmt.Errorf("%s: %q is not a host:port address (e.g. :15006)", name, addr)
 		}
@@ -73,7 +86,14 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	if o.ConnectTimeout <= 0 {
 		return Options{}, fmt.Errorf("--connect-timeout: %s is not a positive duration", o.ConnectTimeout)
 	}
-	var err error
+	if o.Mode != "redirect" && o.Mode != "tproxy" {
+		return Options{}, fmt.Errorf("--mode: %q is not a mode (redirect or tproxy)", o.Mode)
+	}
+	m, err := strconv.ParseUint(*mark, 0, 32)
+	if err != nil || m == 0 {
+		return Options{}, fmt.Errorf("--mark: %q is not a packet mark (e.g. 0x539)", *mark)
+	}
+	o.Mark = uint32(m)
 	if o.LogLevel, err = zerolog.ParseLevel(*level); err != nil || *level == "" {
 		return Options{}, fmt.Errorf("--log-level: %q is not a level (debug, info, warn or error)", *level)
 	}
@@ -98,21 +118,46 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 			return fmt.Errorf("--config: %w", err)
 		}
 	}
+	tcpMetrics, err := proxy.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	httpMetrics, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
 	access := zerolog.New(o.AccessLog)
-	hs, err := httpproxy.New(log, access, reg)
-	if err != nil {
-		return err
-	}
-	p, err := proxy.New(proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs}, log, reg)
-	if err != nil {
-		return err
-	}
-	var active atomic.Pointer[config.Config]
-	apply := func(c *config.Config) error {
-		if err := hs.Apply(c); err != nil {
+
+	// One listener per direction: inbound from iptables' redirect (or
+	// TPROXY), outbound from the app's own connections.
+	var sides []*side
+	for _, dir := range []string{"inbound", "outbound"} {
+		addr := o.Listen
+		if dir == "outbound" {
+			if addr = o.OutboundListen; addr == "" {
+				continue
+			}
+		}
+		sd, err := newSide(ctx, dir, addr, o, tcpMetrics, httpMetrics, access, reg, log)
+		if err != nil {
+			for _, prev := range sides {
+				prev.ln.Close()
+			}
 			return err
 		}
-		p.SetPolicies(policies(c))
+		sides = append(sides, sd)
+	}
+
+	var active atomic.Pointer[config.Config]
+	apply := func(c *config.Config) error {
+		for _, sd := range sides {
+			if err := sd.http.Apply(c); err != nil {
+				return err
+			}
+		}
+		for _, sd := range sides {
+			sd.proxy.SetPolicies(policies(c, sd.dir))
+		}
 		active.Store(c)
 		return nil
 	}
@@ -120,17 +165,15 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
 	aln, err := net.Listen("tcp", o.Admin)
 	if err != nil {
-		ln.Close()
+		for _, sd := range sides {
+			sd.ln.Close()
+		}
 		return fmt.Errorf("--admin: %w", err)
 	}
 	a := admin.New(reg)
-	a.Handle("GET /stats", hs.Stats())
+	a.Handle("GET /stats", sides[0].http.Stats())
 	a.Handle("GET /config", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -139,12 +182,18 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}))
 	adminSrv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
 
-	errc := make(chan error, 3)
-	go func() { errc <- p.Serve(ln.(*net.TCPListener)) }()
-	go func() { errc <- hs.Serve() }()
+	errc := make(chan error, 2*len(sides)+1)
+	for _, sd := range sides {
+		go func() { errc <- sd.proxy.Serve(sd.ln) }()
+		go func() { errc <- sd.http.Serve() }()
+	}
 	go func() { errc <- adminSrv.Serve(aln) }()
 	a.SetReady(true)
-	log.Info().Str("listen", ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).Msg("veneer-agent ready")
+	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config)
+	if len(sides) > 1 {
+		ev = ev.Str("outbound_listen", sides[1].ln.Addr().String())
+	}
+	ev.Msg("veneer-agent ready")
 
 	changed := make(chan struct{}, 1)
 	if o.Config != "" {
@@ -172,20 +221,18 @@ loop:
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	defer cancel()
 	var drained sync.WaitGroup
-	drained.Add(2)
 	var timedOut atomic.Bool
-	go func() {
-		defer drained.Done()
-		if p.Shutdown(dctx) != nil {
-			timedOut.Store(true)
+	for _, sd := range sides {
+		for _, shut := range []func(context.Context) error{sd.proxy.Shutdown, sd.http.Shutdown} {
+			drained.Add(1)
+			go func() {
+				defer drained.Done()
+				if shut(dctx) != nil {
+					timedOut.Store(true)
+				}
+			}()
 		}
-	}()
-	go func() {
-		defer drained.Done()
-		if hs.Shutdown(dctx) != nil {
-			timedOut.Store(true)
-		}
-	}()
+	}
 	drained.Wait()
 	if timedOut.Load() {
 		log.Warn().Msg("drain timed out; closed the connections still open")
@@ -196,6 +243,54 @@ loop:
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// side is one direction's listener, proxy and HTTP server.
+type side struct {
+	dir   string
+	ln    *net.TCPListener
+	proxy *proxy.Server
+	http  *httpproxy.Server
+}
+
+func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics, hm *metrics.Metrics,
+	access zerolog.Logger, reg prometheus.Registerer, log zerolog.Logger) (*side, error) {
+	flag := "--listen"
+	if dir == "outbound" {
+		flag = "--outbound-listen"
+	}
+	hs, err := httpproxy.New(log, httpproxy.Options{Direction: dir, Access: access, Metrics: hm}, reg)
+	if err != nil {
+		return nil, err
+	}
+	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm}
+	var ln net.Listener
+	if dir == "inbound" && o.Mode == "tproxy" {
+		ln, err = tproxy.Listen(ctx, addr)
+		if err == nil {
+			port := uint16(ln.Addr().(*net.TCPAddr).Port)
+			pc.OriginalDst = tproxy.OriginalDst(port)
+			pc.Dial = func(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
+				return tproxy.Dialer(client.Addr(), o.Mark, 0).DialContext(ctx, "tcp", dst.String())
+			}
+			pc.OwnConns = true
+		}
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if dir == "outbound" {
+		// Probes come in through the inbound chain only.
+		pc.IsProbe = func(netip.AddrPort) bool { return false }
+	}
+	p, err := proxy.New(pc, log, reg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &side{dir: dir, ln: ln.(*net.TCPListener), proxy: p, http: hs}, nil
 }
 
 // reloadConfig loads the file again and applies it, or keeps the running
@@ -216,14 +311,24 @@ func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Log
 	log.Info().Str("config", path).Msg("config reloaded")
 }
 
-// policies are the proxy's per-port decisions from cfg.
-func policies(cfg *config.Config) *proxy.Policies {
+// policies are the proxy's per-port decisions from cfg, for one direction:
+// outbound has one section for every destination.
+func policies(cfg *config.Config, dir string) *proxy.Policies {
 	policy := func(pc config.Port) *proxy.Policy {
 		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D()}
 		if pc.TCP.Authz != nil {
 			pol.Authz = authz.New(*pc.TCP.Authz)
 		}
+		switch pc.ProxyProtocol {
+		case "v1":
+			pol.ProxyProtocol = 1
+		case "v2":
+			pol.ProxyProtocol = 2
+		}
 		return pol
+	}
+	if dir == "outbound" {
+		return &proxy.Policies{Default: policy(cfg.Outbound)}
 	}
 	ps := &proxy.Policies{Ports: map[uint16]*proxy.Policy{}, Default: policy(cfg.Default)}
 	for _, port := range cfg.PortNumbers() {

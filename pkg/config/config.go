@@ -33,6 +33,12 @@ type Config struct {
 	// replaces Default for that port whole: fields it leaves out take the
 	// built-in defaults, not Default's.
 	Ports map[string]Port `yaml:"ports" json:"ports,omitempty"`
+	// Outbound applies to the app's own outgoing connections, when
+	// veneer-init captures them (--outbound): protocol selection and the
+	// decorations that make sense for a client (access log, metrics,
+	// timeouts, retries, fault injection, headers). Its routes match the
+	// request path.
+	Outbound Port `yaml:"outbound" json:"outbound"`
 	// Stats bounds the per-path profiler at the admin /stats endpoint.
 	Stats Stats `yaml:"stats" json:"stats"`
 
@@ -54,6 +60,9 @@ type Port struct {
 	// SniffTimeout bounds auto's wait for the first bytes when neither side
 	// speaks; the connection is then forwarded as TCP. 0 means 5s.
 	SniffTimeout Duration `yaml:"sniffTimeout" json:"sniffTimeout"`
+	// ProxyProtocol starts every connection to the app with a PROXY protocol
+	// header carrying the client's address: v1, v2, or "" for none.
+	ProxyProtocol string `yaml:"proxyProtocol" json:"proxyProtocol,omitempty"`
 	// TCP decorations, for every connection to the port.
 	TCP TCP `yaml:"tcp" json:"tcp"`
 	// HTTP decorations, for the port's HTTP requests.
@@ -274,6 +283,9 @@ func (c *Config) finish() error {
 	if err := c.Default.finish("default"); err != nil {
 		return err
 	}
+	if err := c.Outbound.finish("outbound"); err != nil {
+		return err
+	}
 	c.ports = map[uint16]Port{}
 	for k, pc := range c.Ports {
 		n, err := strconv.ParseUint(k, 10, 16)
@@ -302,6 +314,11 @@ func (p *Port) finish(path string) error {
 	case "auto", "http", "tcp":
 	default:
 		return fmt.Errorf("%s.protocol: %q is not a protocol (auto, http or tcp)", path, p.Protocol)
+	}
+	switch p.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return fmt.Errorf("%s.proxyProtocol: %q is not a version (v1 or v2)", path, p.ProxyProtocol)
 	}
 	if p.SniffTimeout == 0 {
 		p.SniffTimeout = Duration(5 * time.Second)

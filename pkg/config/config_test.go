@@ -82,6 +82,8 @@ func TestParseErrors(t *testing.T) {
 		{"default: {http: {circuitBreaker: {maxRequests: 0}}}", "default.http.circuitBreaker.maxRequests: 0 must be at least 1"},
 		{"default: {routes: [{prefix: api}]}", `default.routes[0].prefix: "api" is not a path prefix (it must start with /)`},
 		{"default: [1, 2]", "line 1: cannot unmarshal !!seq into config.Port"},
+		{"default: {proxyProtocol: v3}", `default.proxyProtocol: "v3" is not a version (v1 or v2)`},
+		{"outbound: {protocol: udp}", `outbound.protocol: "udp" is not a protocol (auto, http or tcp)`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			_, err := Parse([]byte(tc.in))

@@ -64,11 +64,12 @@ func (f Flag) String() string {
 // Exchange is one request's record. Fields set once before the request is
 // passed on are plain; those written while the response streams are atomic.
 type Exchange struct {
-	Start    time.Time
-	Port     uint16         // the original destination port
-	Client   netip.AddrPort // the real client
-	Upstream netip.AddrPort // the app
-	Route    string         // the matched path prefix, "" for the port's defaults
+	Start     time.Time
+	Direction string         // inbound (to the app) or outbound (from it)
+	Port      uint16         // the original destination port
+	Client    netip.AddrPort // the real client
+	Upstream  netip.AddrPort // the app
+	Route     string         // the matched path prefix, "" for the port's defaults
 
 	// W is the response as written so far; set by Begin.
 	W *Writer

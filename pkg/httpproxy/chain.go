@@ -164,11 +164,8 @@ type roundTripper struct{ s *Server }
 
 func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	tr := t.s.h1
-	if req.ProtoMajor == 2 {
-		tr = t.s.h2c
-	}
-	resp, err := tr.RoundTrip(req)
+	hc := req.Context().Value(connKey{}).(*conn)
+	resp, err := hc.transport(t.s, req.ProtoMajor == 2).RoundTrip(req)
 	if err == nil {
 		exchange.From(req.Context()).SetUpstreamTime(time.Since(start))
 	}
@@ -254,6 +251,11 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	}
 	t := &table{ports: map[uint16]portRoutes{}}
 	var err error
+	if s.direction == "outbound" {
+		// One section for every destination the app calls.
+		t.def, err = routes(cfg.Outbound)
+		return t, err
+	}
 	if t.def, err = routes(cfg.Default); err != nil {
 		return nil, err
 	}

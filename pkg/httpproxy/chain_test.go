@@ -11,7 +11,7 @@ import (
 )
 
 func TestRoutes(t *testing.T) {
-	s, err := New(zerolog.Nop(), zerolog.Nop(), prometheus.NewRegistry())
+	s, err := New(zerolog.Nop(), Options{Access: zerolog.Nop()}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,15 +30,17 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/headercase"
 	"github.com/veneermesh/veneer/pkg/metrics"
+	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/stats"
 )
 
 // Server serves the HTTP connections handed to it.
 type Server struct {
-	log     zerolog.Logger
-	access  zerolog.Logger
-	metrics *metrics.Metrics
-	stats   atomic.Pointer[stats.Stats]
+	log       zerolog.Logger
+	access    zerolog.Logger
+	direction string
+	metrics   *metrics.Metrics
+	stats     atomic.Pointer[stats.Stats]
 	// errorLog takes net/http's own complaints (a malformed request, a
 	// proxy error already answered and logged) at debug level.
 	errorLog *stdlog.Logger
@@ -50,14 +52,30 @@ type Server struct {
 	table atomic.Pointer[table]
 }
 
+// Options are what a Server shares with the rest of the agent.
+type Options struct {
+	// Direction labels the exchanges: inbound (the default) or outbound.
+	Direction string
+	// Access receives the access log lines.
+	Access zerolog.Logger
+	// Metrics are shared by every server of the agent; nil: registered anew
+	// on the registry given to New.
+	Metrics *metrics.Metrics
+}
+
 // New builds the server; Apply must give it a config before Serve.
-// access receives the access log lines.
-func New(log, access zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
-	m, err := metrics.New(reg)
-	if err != nil {
-		return nil, fmt.Errorf("registering HTTP metrics: %w", err)
+func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, error) {
+	if o.Direction == "" {
+		o.Direction = "inbound"
 	}
-	s := &Server{log: log, access: access, metrics: m, ln: newHandoff(),
+	m := o.Metrics
+	if m == nil {
+		var err error
+		if m, err = metrics.New(reg); err != nil {
+			return nil, fmt.Errorf("registering HTTP metrics: %w", err)
+		}
+	}
+	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction,
 		errorLog: stdlog.New(debugWriter{log}, "", 0)}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
@@ -148,6 +166,46 @@ type conn struct {
 	received, sent atomic.Int64     // bytes from and to the client
 	closeOnce      sync.Once
 	closed         func(received, sent int64, end string)
+
+	// dialOwn, when set, opens this client's own connections to the app
+	// (tproxy mode, PROXY protocol): they go through own, never the shared
+	// pool.
+	dialOwn func(ctx context.Context) (net.Conn, error)
+	ownOnce sync.Once
+	own     [2]*http.Transport // HTTP/1.1 and h2c
+}
+
+// transport is the transport for a request of this connection: the shared
+// pool, or the connection's own.
+func (c *conn) transport(s *Server, h2 bool) *http.Transport {
+	if c.dialOwn == nil {
+		if h2 {
+			return s.h2c
+		}
+		return s.h1
+	}
+	c.ownOnce.Do(func() {
+		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if a := c.takeApp(); a != nil {
+				return &appConn{Conn: a}, nil
+			}
+			ctx, cancel := context.WithTimeout(ctx, connectTimeout(ctx))
+			defer cancel()
+			a, err := c.dialOwn(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &appConn{Conn: a}, nil
+		}
+		c.own[0] = s.h1.Clone()
+		c.own[0].DialContext = dial
+		c.own[1] = s.h2c.Clone()
+		c.own[1].DialContext = dial
+	})
+	if h2 {
+		return c.own[1]
+	}
+	return c.own[0]
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -196,6 +254,11 @@ func (c *conn) Close() error {
 	}
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
+		for _, t := range c.own {
+			if t != nil {
+				t.CloseIdleConnections()
+			}
+		}
 		if c.closed != nil {
 			c.closed(c.received.Load(), c.sent.Load(), "http")
 		}
@@ -203,12 +266,9 @@ func (c *conn) Close() error {
 	return err
 }
 
-// ServeConn serves c, a connection to dst from client. pre holds bytes
-// already read from c; app, when not nil, is an open connection to dst that
-// the first request to the app will use. closed is called once, when the
-// connection closes, with the bytes each way.
-func (s *Server) ServeConn(c net.Conn, pre []byte, client, dst netip.AddrPort, app net.Conn, closed func(received, sent int64, end string)) {
-	hc := &conn{Conn: c, pre: pre, client: client, dst: dst, app: app, closed: closed}
+// ServeConn serves a connection the proxy found to carry HTTP.
+func (s *Server) ServeConn(h proxy.Handoff) {
+	hc := &conn{Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, app: h.App, closed: h.Closed, dialOwn: h.Dial}
 	if !s.ln.push(hc) {
 		hc.Close()
 	}
@@ -263,7 +323,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "veneer: connection without an original destination", http.StatusInternalServerError)
 		return
 	}
-	ex := &exchange.Exchange{Start: time.Now(), Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
+	ex := &exchange.Exchange{Start: time.Now(), Direction: s.direction, Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
 	ew, r := exchange.Begin(w, r, ex)
 	rt := s.table.Load().route(hc.dst.Port(), r.URL.Path)
 	ex.Route = rt.prefix

@@ -1,9 +1,9 @@
 // Package metrics is the agent's HTTP metrics, in Prometheus form:
 //
-//	veneer_requests_total{port,method,code,flags}
-//	veneer_request_duration_seconds{port}   buckets from 100us, so sub-millisecond times resolve
-//	veneer_request_size_bytes{port}         request bodies
-//	veneer_response_size_bytes{port}        response bodies
+//	veneer_requests_total{direction,port,method,code,flags}
+//	veneer_request_duration_seconds{direction,port}   buckets from 100us, so sub-millisecond times resolve
+//	veneer_request_size_bytes{direction,port}         request bodies
+//	veneer_response_size_bytes{direction,port}        response bodies
 //
 //	metrics: true   # the default
 //
@@ -27,11 +27,16 @@ import (
 type Metrics struct {
 	requests                  *prometheus.CounterVec
 	duration, reqSize, rsSize *prometheus.HistogramVec
-	ports                     sync.Map // uint16 -> *port
+	ports                     sync.Map // portKey -> *port
+}
+
+type portKey struct {
+	direction string
+	port      uint16
 }
 
 type port struct {
-	label                     string
+	direction, label          string
 	duration, reqSize, rsSize prometheus.Observer
 	counters                  sync.Map // key -> prometheus.Counter
 }
@@ -49,18 +54,18 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veneer_requests_total",
 			Help: "HTTP requests, by original destination port, method, status code and response flags.",
-		}, []string{"port", "method", "code", "flags"}),
+		}, []string{"direction", "port", "method", "code", "flags"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "veneer_request_duration_seconds",
 			Help:    "Time from the request's arrival to the end of its response.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"port"}),
+		}, []string{"direction", "port"}),
 		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "veneer_request_size_bytes", Help: "Request body sizes.", Buckets: sizes,
-		}, []string{"port"}),
+		}, []string{"direction", "port"}),
 		rsSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "veneer_response_size_bytes", Help: "Response body sizes.", Buckets: sizes,
-		}, []string{"port"}),
+		}, []string{"direction", "port"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqSize, m.rsSize} {
 		if err := reg.Register(c); err != nil {
@@ -70,16 +75,21 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) port(p uint16) *port {
-	if v, ok := m.ports.Load(p); ok {
+func (m *Metrics) port(direction string, p uint16) *port {
+	if direction == "" {
+		direction = "inbound"
+	}
+	k := portKey{direction, p}
+	if v, ok := m.ports.Load(k); ok {
 		return v.(*port)
 	}
 	l := strconv.Itoa(int(p))
-	v, _ := m.ports.LoadOrStore(p, &port{
-		label:    l,
-		duration: m.duration.WithLabelValues(l),
-		reqSize:  m.reqSize.WithLabelValues(l),
-		rsSize:   m.rsSize.WithLabelValues(l),
+	v, _ := m.ports.LoadOrStore(k, &port{
+		direction: direction,
+		label:     l,
+		duration:  m.duration.WithLabelValues(direction, l),
+		reqSize:   m.reqSize.WithLabelValues(direction, l),
+		rsSize:    m.rsSize.WithLabelValues(direction, l),
 	})
 	return v.(*port)
 }
@@ -94,7 +104,7 @@ func (m *Metrics) Wrap(next http.Handler) http.Handler {
 
 // Observe records one finished exchange.
 func (m *Metrics) Observe(ex *exchange.Exchange, method string) {
-	p := m.port(ex.Port)
+	p := m.port(ex.Direction, ex.Port)
 	status, sent := 0, int64(0)
 	if ex.W != nil {
 		status, sent = ex.W.Status, ex.W.Written
@@ -102,7 +112,7 @@ func (m *Metrics) Observe(ex *exchange.Exchange, method string) {
 	k := key{method: Method(method), code: status, flags: ex.Flags()}
 	c, ok := p.counters.Load(k)
 	if !ok {
-		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.label, k.method, strconv.Itoa(status), k.flags.String()))
+		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.direction, p.label, k.method, strconv.Itoa(status), k.flags.String()))
 	}
 	c.(prometheus.Counter).Inc()
 	p.duration.Observe(time.Since(ex.Start).Seconds())

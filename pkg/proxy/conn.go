@@ -11,6 +11,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/origdst"
 	"github.com/veneermesh/veneer/pkg/probe"
+	"github.com/veneermesh/veneer/pkg/proxyproto"
 	"github.com/veneermesh/veneer/pkg/sniff"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) handle(c *net.TCPConn) {
 	}
 
 	pol := s.policies.Load().For(dst.Port())
-	pm := s.metrics.port(dst.Port())
+	pm := s.metrics.port(s.cfg.Direction, dst.Port())
 	pm.opened.Inc()
 	pm.active.Inc()
 	c2 := &conn{s: s, pm: pm, c: c, client: client, dst: dst, start: start}
@@ -62,21 +63,29 @@ func (s *Server) handle(c *net.TCPConn) {
 		c2.closed(0, 0, endDenied)
 		return
 	}
+	h := Handoff{Conn: c, Client: client, Dst: dst, Closed: c2.closed}
+	if s.cfg.OwnConns || pol.ProxyProtocol != 0 {
+		h.Dial = func(ctx context.Context) (net.Conn, error) { return s.dial(ctx, client, dst, pol) }
+	}
 	if pol.Protocol == ProtoHTTP && s.http != nil {
-		s.http.ServeConn(c, nil, client, dst, nil, c2.closed)
+		s.http.ServeConn(h)
 		return
 	}
-	app, end := s.dial(dst)
-	if app == nil {
+	ctx, cancel := context.WithTimeout(s.kill, s.cfg.ConnectTimeout)
+	up, err := s.dial(ctx, client, dst, pol)
+	cancel()
+	if err != nil {
 		reset(c)
-		c2.closed(0, 0, end)
+		c2.closed(0, 0, dialEnd(err))
 		return
 	}
+	app := up.(*net.TCPConn)
 	var fromClient, fromApp []byte
 	if pol.Protocol == ProtoAuto && s.http != nil {
 		r := sniff.Sniff(c, app, pol.SniffTimeout)
 		if r.Proto != sniff.TCP {
-			s.http.ServeConn(c, r.FromClient, client, dst, app, c2.closed)
+			h.Pre, h.App = r.FromClient, app
+			s.http.ServeConn(h)
 			return
 		}
 		fromClient, fromApp = r.FromClient, r.FromApp
@@ -112,15 +121,20 @@ func (c *conn) closed(received, sent int64, end string) {
 		Msg("connection closed")
 }
 
-// dial connects to the app at dst, or says why it could not.
-func (s *Server) dial(dst netip.AddrPort) (*net.TCPConn, string) {
-	ctx, cancel := context.WithTimeout(s.kill, s.cfg.ConnectTimeout)
-	defer cancel()
-	up, err := s.dialer.DialContext(ctx, "tcp", dst.String())
+// dial connects to the app at dst for client, and starts the connection
+// with the PROXY protocol header when the port asks for it.
+func (s *Server) dial(ctx context.Context, client, dst netip.AddrPort, pol *Policy) (net.Conn, error) {
+	c, err := s.cfg.Dial(ctx, client, dst)
 	if err != nil {
-		return nil, dialEnd(err)
+		return nil, err
 	}
-	return up.(*net.TCPConn), ""
+	if pol.ProxyProtocol != 0 {
+		if _, err := c.Write(proxyproto.Header(pol.ProxyProtocol, client, dst)); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // forward copies both ways between client and app until both sides are

@@ -7,11 +7,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the agent's TCP metrics, labelled by original destination port.
-type metrics struct {
+// Metrics are the agent's TCP metrics, labelled by direction (inbound,
+// outbound) and original destination port. One set serves every listener.
+type Metrics struct {
 	opened, closed, received, sent *prometheus.CounterVec
 	active                         *prometheus.GaugeVec
-	ports                          sync.Map // uint16 -> *portMetrics, resolved once per port
+	ports                          sync.Map // portKey -> *portMetrics, resolved once per port
+}
+
+type portKey struct {
+	direction string
+	port      uint16
 }
 
 // portMetrics are the label handles of one port, so that a connection costs
@@ -21,12 +27,13 @@ type portMetrics struct {
 	active                         prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	label := []string{"port"}
-	m := &metrics{
+// NewMetrics registers the TCP metrics on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	label := []string{"direction", "port"}
+	m := &Metrics{
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veneer_tcp_connections_opened_total",
-			Help: "Captured TCP connections accepted, by original destination port.",
+			Help: "Captured TCP connections accepted, by direction and original destination port.",
 		}, label),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veneer_tcp_connections_closed_total",
@@ -53,17 +60,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) port(p uint16) *portMetrics {
-	if pm, ok := m.ports.Load(p); ok {
+func (m *Metrics) port(direction string, p uint16) *portMetrics {
+	k := portKey{direction, p}
+	if pm, ok := m.ports.Load(k); ok {
 		return pm.(*portMetrics)
 	}
 	l := strconv.Itoa(int(p))
-	pm, _ := m.ports.LoadOrStore(p, &portMetrics{
-		opened:   m.opened.WithLabelValues(l),
-		closed:   m.closed.WithLabelValues(l),
-		received: m.received.WithLabelValues(l),
-		sent:     m.sent.WithLabelValues(l),
-		active:   m.active.WithLabelValues(l),
+	pm, _ := m.ports.LoadOrStore(k, &portMetrics{
+		opened:   m.opened.WithLabelValues(direction, l),
+		closed:   m.closed.WithLabelValues(direction, l),
+		received: m.received.WithLabelValues(direction, l),
+		sent:     m.sent.WithLabelValues(direction, l),
+		active:   m.active.WithLabelValues(direction, l),
 	})
 	return pm.(*portMetrics)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"time"
@@ -20,6 +21,9 @@ type Policy struct {
 	Protocol     string
 	SniffTimeout time.Duration
 	Authz        *authz.Authz // nil: every client allowed
+	// ProxyProtocol is the PROXY protocol version (1 or 2) written to the
+	// app at the start of every connection; 0: none.
+	ProxyProtocol int
 }
 
 // Policies are the policies of every port, swapped whole on reload.
@@ -40,10 +44,26 @@ func (ps *Policies) For(p uint16) *Policy {
 // is given a config, and without an HTTP server.
 var defaultPolicies = &Policies{Default: &Policy{Protocol: ProtoTCP}}
 
-// HTTPServer takes the connections that carry HTTP. closed is called once
-// when it is done with one, with the bytes each way and how it ended.
+// Handoff is a connection found to carry HTTP, with what the proxy knows.
+type Handoff struct {
+	Conn   net.Conn
+	Pre    []byte         // bytes already read from Conn while sniffing
+	Client netip.AddrPort // the real client
+	Dst    netip.AddrPort // the original destination: the app
+	App    net.Conn       // a connection to the app opened while sniffing, or nil
+	// Dial, when set, opens this client's own connections to the app: in
+	// tproxy mode they come from the client's address, with the PROXY
+	// protocol they start with the client's header. Such connections must
+	// never serve another client. Nil: connections to the app are shared.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Closed is called once, when the connection closes, with the bytes
+	// each way and how it ended.
+	Closed func(received, sent int64, end string)
+}
+
+// HTTPServer takes the connections that carry HTTP.
 type HTTPServer interface {
-	ServeConn(c net.Conn, pre []byte, client, dst netip.AddrPort, app net.Conn, closed func(received, sent int64, end string))
+	ServeConn(h Handoff)
 }
 
 // SetPolicies swaps in the policies of every port; connections already

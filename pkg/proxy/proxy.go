@@ -40,14 +40,27 @@ type Config struct {
 	// HTTP serves the connections that carry HTTP. Nil: every connection
 	// is forwarded as TCP.
 	HTTP HTTPServer
+	// Dial connects to the app for a client. Nil means a plain connection
+	// to dst; tproxy mode connects from the client's address. Dial must
+	// honour ctx's deadline.
+	Dial func(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error)
+	// Direction labels the metrics and logs: "inbound" (the default) or
+	// "outbound".
+	Direction string
+	// Metrics are shared by every listener of the agent; nil: registered
+	// anew on the registry given to New.
+	Metrics *Metrics
+	// OwnConns, when set, gives every client connection its own
+	// connections to the app (tproxy mode): they carry the client's
+	// address and must not be pooled across clients.
+	OwnConns bool
 }
 
 // Server forwards redirected connections to their original destination.
 type Server struct {
 	cfg     Config
 	log     zerolog.Logger
-	metrics *metrics
-	dialer  net.Dialer
+	metrics *Metrics
 	http    HTTPServer
 
 	policies atomic.Pointer[Policies]
@@ -77,16 +90,27 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if cfg.IsProbe == nil {
 		cfg.IsProbe = probe.Is
 	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = func(ctx context.Context, _, dst netip.AddrPort) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", dst.String())
+		}
+	}
+	if cfg.Direction == "" {
+		cfg.Direction = "inbound"
+	}
+	m := cfg.Metrics
+	if m == nil {
+		var err error
+		if m, err = NewMetrics(reg); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
 	}
 	kill, killNow := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:        cfg,
-		log:        log,
+		log:        log.With().Str("direction", cfg.Direction).Logger(),
 		metrics:    m,
-		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout},
 		kill:       kill,
 		killNow:    killNow,
 		shutdownCh: make(chan struct{}),

@@ -1,0 +1,87 @@
+// Package tproxy is the agent's side of tproxy mode: a transparent listener
+// that accepts connections addressed to any port of the pod (so a
+// connection's original destination is simply its local address), and a
+// dialer that connects to the app from the client's own address, marked so
+// that the app's replies are routed back to the agent (see pkg/capture).
+//
+// Both need CAP_NET_ADMIN (IP_TRANSPARENT, SO_MARK).
+//
+//	l, err := tproxy.Listen(ctx, ":15006")
+//	dst, err := tproxy.OriginalDst(conn, 15006)
+//	app, err := tproxy.Dialer(client.Addr(), 0x539, 5*time.Second).DialContext(ctx, "tcp", dst.String())
+package tproxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/veneermesh/veneer/pkg/origdst"
+)
+
+// transparent sets IP_TRANSPARENT (IPV6_TRANSPARENT on IPv6 sockets, which
+// covers the IPv4-mapped connections of a dual-stack socket), and the mark.
+func transparent(network string, c syscall.RawConn, mark uint32) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = setTransparent(int(fd), network)
+		if serr == nil && mark != 0 {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)); e != nil {
+				serr = fmt.Errorf("setting SO_MARK (tproxy mode needs CAP_NET_ADMIN): %w", e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+func setTransparent(fd int, network string) error {
+	if network != "tcp4" && unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1) == nil {
+		return nil
+	}
+	if e := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_TRANSPARENT, 1); e != nil {
+		return fmt.Errorf("setting IP_TRANSPARENT (tproxy mode needs CAP_NET_ADMIN): %w", e)
+	}
+	return nil
+}
+
+// Listen listens transparently on addr.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+		return transparent(network, c, 0)
+	}}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// OriginalDst is a transparent connection's original destination: its
+// local address. A connection made to the listener's own port was not
+// handed over by TPROXY: forwarding it would loop.
+func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
+	return func(c *net.TCPConn) (netip.AddrPort, error) {
+		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		if local.Port() == listenPort {
+			return netip.AddrPort{}, origdst.ErrNotRedirected
+		}
+		return netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nil
+	}
+}
+
+// Dialer connects from client's address (a port of the kernel's choosing:
+// the client's own port is taken by the agent's end of the client's
+// connection) with the mark that routes the replies back.
+func Dialer(client netip.Addr, mark uint32, timeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout:   timeout,
+		LocalAddr: &net.TCPAddr{IP: client.Unmap().AsSlice()},
+		Control: func(network, _ string, c syscall.RawConn) error {
+			return transparent(network, c, mark)
+		},
+	}
+}
