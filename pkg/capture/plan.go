@@ -191,7 +191,9 @@ type Plan struct {
 func (p Plan) Empty() bool { return len(p.Chains) == 0 && len(p.Jumps) == 0 }
 
 // rule builds a rule whose matches come before its comment and its target
-// after, as iptables-save orders them.
+// after, as iptables-save orders them. Comments use no quotes or
+// apostrophes: iptables-save escapes those, and the rule would no longer
+// compare equal to its plan.
 func rule(table, chain string, matches []string, comment string, target ...string) Rule {
 	spec := append(append([]string{}, matches...), "-m", "comment", "--comment", comment)
 	return Rule{Table: table, Chain: chain, Spec: append(spec, target...)}
@@ -281,20 +283,20 @@ func (p *Plan) tproxy(o Options, v6 bool) {
 			"veneer: packets of connections the agent holds", "-j", ChainDivert))
 	p.Rules = append(p.Rules, captured...)
 	p.Rules = append(p.Rules,
-		rule("mangle", ChainDivert, nil, "veneer: deliver to the agent's socket", "-j", "MARK", "--set-xmark", markMask),
+		rule("mangle", ChainDivert, nil, "veneer: deliver to the agent socket", "-j", "MARK", "--set-xmark", markMask),
 		rule("mangle", ChainDivert, nil, "veneer: accept what the agent holds", "-j", "ACCEPT"),
 		rule("mangle", ChainTproxy, tcp, "veneer: hand to agent port "+strconv.Itoa(int(o.ProxyPort)),
 			"-j", "TPROXY", "--on-port", strconv.Itoa(int(o.ProxyPort)), "--on-ip", any, "--tproxy-mark", markMask),
 		rule("mangle", ChainMark, []string{"-p", "tcp", "-m", "connmark", "--mark", mark},
-			"veneer: the app's replies to a borrowed client address go back to the agent",
+			"veneer: app replies to a borrowed client address go back to the agent",
 			"-j", "CONNMARK", "--restore-mark", "--nfmask", "0xffffffff", "--ctmask", "0xffffffff"),
 		rule("mangle", ChainMark, []string{"-p", "tcp", "-m", "mark", "--mark", mark},
-			"veneer: remember the agent's connections to the app",
+			"veneer: remember the agent connections to the app",
 			"-j", "CONNMARK", "--save-mark", "--nfmask", "0xffffffff", "--ctmask", "0xffffffff"),
 	)
 	p.Jumps = append(p.Jumps,
 		rule("mangle", "PREROUTING", tcp, "veneer: inbound TCP to the pod", "-j", ChainInbound),
-		rule("mangle", "OUTPUT", tcp, "veneer: marks of the agent's transparent connections", "-j", ChainMark))
+		rule("mangle", "OUTPUT", tcp, "veneer: marks of the agent transparent connections", "-j", ChainMark))
 	p.Routing = o.Routing()
 }
 
@@ -308,10 +310,10 @@ func (p *Plan) outbound(o Options, v6 bool) {
 	out := strconv.Itoa(int(o.OutboundPort))
 	uid, gid := strconv.Itoa(int(o.ProxyUID)), strconv.Itoa(int(o.ProxyGID))
 	rs := []Rule{
-		rule("nat", ChainOutbound, []string{"-m", "owner", "--uid-owner", uid}, "veneer: the agent's own connections", "-j", "RETURN"),
+		rule("nat", ChainOutbound, []string{"-m", "owner", "--uid-owner", uid}, "veneer: the agent own connections", "-j", "RETURN"),
 	}
 	if o.ProxyGID != 0 {
-		rs = append(rs, rule("nat", ChainOutbound, []string{"-m", "owner", "--gid-owner", gid}, "veneer: the agent's group's connections", "-j", "RETURN"))
+		rs = append(rs, rule("nat", ChainOutbound, []string{"-m", "owner", "--gid-owner", gid}, "veneer: the agent group connections", "-j", "RETURN"))
 	}
 	rs = append(rs,
 		rule("nat", ChainOutbound, []string{"-o", "lo"}, "veneer: traffic inside the pod", "-j", "RETURN"),

@@ -3,6 +3,7 @@ package capture
 import (
 	"flag"
 	"net/netip"
+	"regexp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,5 +228,25 @@ func TestParsePortSet(t *testing.T) {
 				t.Errorf("ParsePortSet(%q) = %q, %v; want %q", tc.in, ps, err, tc.want)
 			}
 		})
+	}
+}
+
+// Regression: iptables-save escapes an apostrophe in a comment, so a rule
+// with one never reads back equal to its plan and veneer-init fails.
+func TestCommentsReadBackVerbatim(t *testing.T) {
+	safe := regexp.MustCompile(`^[A-Za-z0-9 :,./*-]+$`)
+	o := Options{InboundPorts: PortSet{All: true}, ExcludeInboundPorts: PortSet{Ports: []uint16{22}}, ProxyPort: 15006,
+		AgentPorts: []uint16{15000}, Outbound: true, OutboundPort: 15001, ProxyUID: 1337, ProxyGID: 1337,
+		ExcludeOutboundPorts: PortSet{Ports: []uint16{5432}}, ExcludeOutboundCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, mode := range []string{ModeRedirect, ModeTproxy} {
+		o.Mode = mode
+		p := Build(o, false)
+		for _, r := range append(p.Rules, p.Jumps...) {
+			for i, a := range r.Spec {
+				if i > 0 && r.Spec[i-1] == "--comment" && !safe.MatchString(a) {
+					t.Errorf("comment %q has characters iptables-save would escape", a)
+				}
+			}
+		}
 	}
 }

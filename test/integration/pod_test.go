@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,8 +138,17 @@ type proc struct {
 // start runs name inside the pod namespace as id (0: root).
 func (p *pod) start(id uint32, name string, args ...string) *proc {
 	p.t.Helper()
+	return p.startCaps(id, nil, name, args...)
+}
+
+// startCaps runs name as id with the ambient capabilities caps.
+func (p *pod) startCaps(id uint32, caps []uintptr, name string, args ...string) *proc {
+	p.t.Helper()
 	pr := &proc{cmd: exec.Command(name, args...), log: &logBuffer{}, done: make(chan error, 1)}
 	pr.cmd.Stdout, pr.cmd.Stderr = pr.log, pr.log
+	if len(caps) > 0 {
+		pr.cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: caps}
+	}
 	if err := p.Pod.Pod.Start(pr.cmd, id); err != nil {
 		p.t.Fatalf("starting %s: %v", name, err)
 	}
@@ -175,9 +185,15 @@ func (p *pod) mustInit(args ...string) string {
 }
 
 // startAgent runs veneer-agent as UID/GID 1337 and waits until /ready.
+// With "--mode tproxy" among args it gets CAP_NET_ADMIN and CAP_NET_RAW, as
+// the tproxy mode needs (a file capability on the binary, in an image).
 func (p *pod) startAgent(args ...string) *proc {
 	p.t.Helper()
-	a := p.start(1337, filepath.Join(bin, "veneer-agent"), args...)
+	var caps []uintptr
+	if strings.Contains(strings.Join(args, " "), "--mode tproxy") {
+		caps = []uintptr{12 /* CAP_NET_ADMIN */, 13 /* CAP_NET_RAW */}
+	}
+	a := p.startCaps(1337, caps, filepath.Join(bin, "veneer-agent"), args...)
 	c := p.client(p.Pod.Pod)
 	p.waitFor("agent ready", func() bool {
 		resp, err := c.Get("http://127.0.0.1:15000/ready")
