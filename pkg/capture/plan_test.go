@@ -3,9 +3,9 @@ package capture
 import (
 	"flag"
 	"net/netip"
-	"regexp"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )

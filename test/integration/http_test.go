@@ -216,9 +216,18 @@ ports:
       circuitBreaker: {maxRequests: 1}
 `
 
-// Every decoration, end to end through the real intercepted path.
+// Every decoration, end to end through the real intercepted path, in both
+// capture modes.
 func TestHTTPDecorations(t *testing.T) {
-	t.Parallel()
+	for _, mode := range []string{"redirect", "tproxy"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testHTTPDecorations(t, mode)
+		})
+	}
+}
+
+func testHTTPDecorations(t *testing.T, mode string) {
 	p := newPod(t)
 	app := p.startTestApp(":9090")
 	page := filepath.Join(t.TempDir(), "404.html")
@@ -226,8 +235,13 @@ func TestHTTPDecorations(t *testing.T) {
 	os.Chmod(filepath.Dir(page), 0o755)
 	os.Chmod(filepath.Dir(filepath.Dir(page)), 0o755)
 	cfg := p.writeConfig(fmt.Sprintf(decoratedConfig, page))
-	p.mustInit("--inbound-ports", "9090")
-	agent := p.startAgent("--config", cfg)
+	p.mustInit("--inbound-ports", "9090", "--mode", mode)
+	agent := p.startAgent("--config", cfg, "--mode", mode)
+	// The app's peer: the agent in redirect mode, the client in tproxy mode.
+	wantPeer := localpod.PodIP
+	if mode == "tproxy" {
+		wantPeer = localpod.ClientIP
+	}
 
 	t.Run("request id, trace context, forwarded, headers", func(t *testing.T) {
 		resp, body := p.getPath(9090, "/echo", "X-Debug", "1", "X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7",
@@ -252,8 +266,8 @@ func TestHTTPDecorations(t *testing.T) {
 		if h.Get("X-Forwarded-For") != localpod.ClientIP.String() || !strings.Contains(h.Get("Forwarded"), "for="+localpod.ClientIP.String()) {
 			t.Errorf("forwarding headers %v; want the client %s", h, localpod.ClientIP)
 		}
-		if !strings.HasPrefix(seen.Peer, localpod.PodIP.String()+":") {
-			t.Errorf("app's peer %s; want the agent at %s", seen.Peer, localpod.PodIP)
+		if !strings.HasPrefix(seen.Peer, wantPeer.String()+":") {
+			t.Errorf("app's peer %s; want %s", seen.Peer, wantPeer)
 		}
 		if h.Get("X-Env") != "test" || h.Get("X-Debug") != "" {
 			t.Errorf("request headers %v; want x-env set, x-debug removed", h)

@@ -281,9 +281,15 @@ func (p *pod) get(url string) (string, error) {
 	return string(body), err
 }
 
-// metric reads one sample of the agent's /metrics, parsed by Prometheus' own
-// text parser; 0 when the series does not exist yet.
+// metric reads one inbound sample of the agent's /metrics, parsed by
+// Prometheus' own text parser; 0 when the series does not exist yet.
 func (p *pod) metric(name, port string) float64 {
+	p.t.Helper()
+	return p.metricDir(name, "inbound", port)
+}
+
+// metricDir reads one sample for a direction and port.
+func (p *pod) metricDir(name, direction, port string) float64 {
 	p.t.Helper()
 	resp, err := p.client(p.Pod.Pod).Get("http://127.0.0.1:15000/metrics")
 	if err != nil {
@@ -300,13 +306,15 @@ func (p *pod) metric(name, port string) float64 {
 		return 0
 	}
 	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "port" && l.GetValue() == port {
-				if m.Counter != nil {
-					return m.GetCounter().GetValue()
-				}
-				return m.GetGauge().GetValue()
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["port"] == port && labels["direction"] == direction {
+			if m.Counter != nil {
+				return m.GetCounter().GetValue()
 			}
+			return m.GetGauge().GetValue()
 		}
 	}
 	return 0

@@ -3,9 +3,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/proxyproto"
 )
 
 // In tproxy mode the unmodified Python server's own log shows the client's
@@ -148,4 +151,54 @@ func (p *pod) ipRules() string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// The PROXY protocol hands the client's address to an app that reads it.
+func TestProxyProtocol(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	for _, port := range []string{"9094", "9095"} {
+		l, err := p.Pod.Pod.Listen("tcp", ":"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				buf := make([]byte, 108)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				n, _ := c.Read(buf)
+				c.Write(buf[:n]) // what arrived first: the header
+				c.Close()
+			}
+		}()
+	}
+	p.mustInit("--inbound-ports", "9094,9095", "--ipv6", "off")
+	p.startAgent("--config", p.writeConfig(`ports:
+  "9094": {protocol: tcp, proxyProtocol: v1}
+  "9095": {protocol: tcp, proxyProtocol: v2}
+`))
+	for _, port := range []uint16{9094, 9095} {
+		c, err := p.Client.DialContext(context.Background(), "tcp", netip.AddrPortFrom(localpod.PodIP, port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		got, _ := io.ReadAll(c)
+		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		c.Close()
+		var want []byte
+		if port == 9094 {
+			want = []byte(fmt.Sprintf("PROXY TCP4 %s %s %d %d\r\n", localpod.ClientIP, localpod.PodIP, local.Port(), port))
+		} else {
+			want = proxyproto.Header(2, local, netip.AddrPortFrom(localpod.PodIP, port))
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("the app on %d first received %q; want %q", port, got, want)
+		}
+	}
 }
