@@ -21,7 +21,9 @@ const maxPeek = 4096
 // that closes or fails before deciding is TCP, with what it sent.
 func Sniff(client, app net.Conn, timeout time.Duration) Result {
 	var r Result
-	deadline := time.Now().Add(timeout)
+	// The deadline is set before the app's goroutine starts: that goroutine
+	// may move it to now at any moment, and nothing may move it back.
+	client.SetReadDeadline(time.Now().Add(timeout))
 
 	// The app's first bytes arrive on their own goroutine; when they come,
 	// the client's read is interrupted so the decision is made at once.
@@ -37,7 +39,7 @@ func Sniff(client, app net.Conn, timeout time.Duration) Result {
 	}()
 
 	buf := make([]byte, maxPeek)
-	r.Proto = readClient(client, buf, deadline, &r.FromClient)
+	r.Proto = readClient(client, buf, &r.FromClient)
 
 	// Stop the app's read and collect what it got.
 	app.SetReadDeadline(time.Now())
@@ -55,9 +57,9 @@ func Sniff(client, app net.Conn, timeout time.Duration) Result {
 }
 
 // readClient reads the client's first bytes into buf until they decide, the
-// client stops (EOF, error) or the deadline passes, and returns the verdict.
-func readClient(client net.Conn, buf []byte, deadline time.Time, got *[]byte) Proto {
-	client.SetReadDeadline(deadline)
+// client stops (EOF, error) or its read deadline passes, and returns the
+// verdict.
+func readClient(client net.Conn, buf []byte, got *[]byte) Proto {
 	for n := 0; n < len(buf); {
 		m, err := client.Read(buf[n:])
 		n += m
