@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -113,9 +114,16 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 
 	cfg := config.Default()
 	if o.Config != "" {
-		var err error
-		if cfg, err = config.Load(o.Config); err != nil {
+		c, err := config.Load(o.Config)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// An optional ConfigMap not created (yet): the defaults, until
+			// the file appears.
+			log.Warn().Str("config", o.Config).Msg("no config file; running with the defaults until it appears")
+		case err != nil:
 			return fmt.Errorf("--config: %w", err)
+		default:
+			cfg = c
 		}
 	}
 	tcpMetrics, err := proxy.NewMetrics(reg)

@@ -1,0 +1,170 @@
+package inject
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const deployment = `# a comment
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: app
+        image: app:1
+        ports: [{containerPort: 8080}, {containerPort: 9090}, {containerPort: 53, protocol: UDP}]
+`
+
+func podSpecOf(t *testing.T, doc string) (corev1.PodSpec, map[string]string) {
+	t.Helper()
+	var d struct {
+		Kind string
+		Spec struct {
+			corev1.PodSpec `json:",inline"`
+			Template       *corev1.PodTemplateSpec `json:"template"`
+			JobTemplate    *struct {
+				Spec struct {
+					Template corev1.PodTemplateSpec `json:"template"`
+				} `json:"spec"`
+			} `json:"jobTemplate"`
+		}
+		Metadata struct{ Annotations map[string]string }
+	}
+	if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case d.Spec.Template != nil:
+		return d.Spec.Template.Spec, d.Spec.Template.Annotations
+	case d.Spec.JobTemplate != nil:
+		return d.Spec.JobTemplate.Spec.Template.Spec, d.Spec.JobTemplate.Spec.Template.Annotations
+	}
+	return d.Spec.PodSpec, d.Metadata.Annotations
+}
+
+func find(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+func TestInjectNative(t *testing.T) {
+	out, err := Inject([]byte(deployment), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, ann := podSpecOf(t, string(out))
+	if len(spec.InitContainers) != 2 || spec.InitContainers[0].Name != InitName || spec.InitContainers[1].Name != AgentName {
+		t.Fatalf("init containers = %v; want veneer-init then the native agent sidecar", spec.InitContainers)
+	}
+	init, agent := spec.InitContainers[0], spec.InitContainers[1]
+	if strings.Join(init.Args, " ") != "--inbound-ports 8080,9090" {
+		t.Errorf("veneer-init args = %v; want the declared TCP ports", init.Args)
+	}
+	sc := init.SecurityContext
+	if *sc.RunAsUser != 0 || *sc.Privileged || len(sc.Capabilities.Add) != 2 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("veneer-init security context = %+v; want root with NET_ADMIN and NET_RAW only, never privileged", sc)
+	}
+	if agent.RestartPolicy == nil || *agent.RestartPolicy != corev1.ContainerRestartPolicyAlways || agent.StartupProbe == nil ||
+		agent.StartupProbe.HTTPGet.Path != "/ready" {
+		t.Errorf("agent = %+v; want restartPolicy Always with a startup probe on /ready", agent)
+	}
+	asc := agent.SecurityContext
+	if *asc.RunAsUser != 1337 || *asc.RunAsGroup != 1337 || !*asc.ReadOnlyRootFilesystem || len(asc.Capabilities.Add) != 0 {
+		t.Errorf("agent security context = %+v; want 1337:1337, read-only, no capabilities", asc)
+	}
+	if len(spec.Volumes) != 2 || spec.Volumes[1].EmptyDir == nil || spec.Volumes[0].ConfigMap == nil {
+		t.Errorf("volumes = %+v; want the config map and the lock emptyDir", spec.Volumes)
+	}
+	if ann[AnnotationInjected] != "inbound-ports=8080,9090 sidecar=native" || ann["prometheus.io/port"] != "15000" {
+		t.Errorf("annotations = %v", ann)
+	}
+	again, err := Inject(out, Options{})
+	if err != nil || string(again) != string(out) {
+		t.Errorf("injecting twice differs from injecting once:\n%s\n---\n%s", out, again)
+	}
+	back, err := Uninject(out)
+	if err != nil || !equalYAML(back, []byte(deployment)) {
+		t.Errorf("uninject = %s, %v; want the original back", back, err)
+	}
+}
+
+func TestInjectAnnotationsAndKinds(t *testing.T) {
+	in := `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  annotations: {veneer.dev/inbound-ports: "80", veneer.dev/exclude-inbound-ports: "9100", veneer.dev/sidecar: classic}
+spec:
+  containers: [{name: app, image: app}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cj}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: job, image: job}]
+---
+apiVersion: v1
+kind: ConfigMap   # not a workload: unchanged, comments and all
+metadata: {name: c}
+data: {a: b}
+`
+	out, err := Inject([]byte(in), Options{AgentImage: "reg/agent:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := docSeparator.Split(string(out), -1)
+	pod, _ := podSpecOf(t, docs[0])
+	if len(pod.Containers) != 2 || pod.Containers[0].Name != AgentName || pod.Containers[0].Image != "reg/agent:1" {
+		t.Errorf("classic sidecar: containers = %v; want the agent first", pod.Containers)
+	}
+	if a := strings.Join(pod.InitContainers[0].Args, " "); a != "--inbound-ports 80 --exclude-inbound-ports 9100" {
+		t.Errorf("veneer-init args = %q", a)
+	}
+	job, _ := podSpecOf(t, docs[1])
+	if find(job.InitContainers, AgentName) == nil || job.InitContainers[0].Args[1] != "*" {
+		t.Errorf("CronJob: init containers = %v; want injected, every port (none declared)", job.InitContainers)
+	}
+	if !strings.Contains(docs[2], "kind: ConfigMap   # not a workload: unchanged, comments and all") {
+		t.Errorf("the ConfigMap changed:\n%s", docs[2])
+	}
+}
+
+func TestInjectErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"kind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true, containers: [{name: a}]}\n",
+			"document 1 (Pod/p): spec.hostNetwork: a pod on the node's network cannot be injected (its iptables are the node's)"},
+		{"kind: Deployment\nmetadata: {name: d, annotations: {veneer.dev/inbound-ports: http}}\nspec: {template: {spec: {containers: [{name: a}]}}}\n",
+			`document 1 (Deployment/d): metadata.annotations[veneer.dev/inbound-ports]: "http" is not a port (1-65535)`},
+		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/sidecar: sometimes}}\nspec: {containers: [{name: a}]}\n",
+			`document 1 (Pod/p): metadata.annotations[veneer.dev/sidecar]: "sometimes" is not a sidecar kind (native or classic)`},
+		{"kind: Service\n---\nkind: Pod\nspec: {containerz: []}\n", `document 2 (Pod): error unmarshaling JSON: while decoding JSON: json: unknown field "containerz"`},
+		{"kind: [unclosed\n", "document 1: not Kubernetes YAML: yaml: line 1: did not find expected ',' or ']'"},
+	} {
+		out, err := Inject([]byte(tc.in), Options{})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Inject(%q) error = %v; want %q", tc.in, err, tc.want)
+		}
+		if out != nil {
+			t.Errorf("Inject(%q) wrote %q on error; want nothing", tc.in, out)
+		}
+	}
+}
