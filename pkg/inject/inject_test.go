@@ -168,3 +168,66 @@ func TestInjectErrors(t *testing.T) {
 		}
 	}
 }
+
+// Every output decodes strictly into the API types of its kind.
+func TestOutputDecodesStrictly(t *testing.T) {
+	in := deployment + "---\n" + `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: db, ports: [{containerPort: 5432}]}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template:
+    metadata: {labels: {app: ds}}
+    spec: {containers: [{name: ds, image: ds}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: j, image: j}]}
+`
+	for _, sidecar := range []string{"native", "classic"} {
+		out, err := Inject([]byte(in), Options{Sidecar: sidecar})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range docSeparator.Split(string(out), -1) {
+			obj := newObject(map[int]string{0: "Deployment", 1: "StatefulSet", 2: "DaemonSet", 3: "Job"}[i])
+			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+				t.Errorf("%s document %d: %v", sidecar, i+1, err)
+			}
+			if spec := podTemplate(obj).spec; find(append(spec.InitContainers, spec.Containers...), AgentName) == nil {
+				t.Errorf("%s document %d: no agent injected", sidecar, i+1)
+			}
+		}
+	}
+}
+
+func TestMain_CLI(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := Main([]string{"inject"}, strings.NewReader(deployment), &out, &errOut); err != nil || !strings.Contains(out.String(), AgentName) {
+		t.Errorf("inject from stdin: %v, %q", err, out.String())
+	}
+	out.Reset()
+	err := Main([]string{"inject", "-f", "-"}, strings.NewReader("kind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true}\n"), &out, &errOut)
+	if err == nil || !strings.HasPrefix(err.Error(), "standard input: document 1 (Pod/p): spec.hostNetwork") || out.Len() != 0 {
+		t.Errorf("a bad document: %v, wrote %q; want an error naming the input, document and field, and nothing written", err, out.String())
+	}
+	if err := Main([]string{"inject", "-f", "/nonexistent.yaml"}, nil, &out, &errOut); err == nil {
+		t.Error("a missing file: no error")
+	}
+	if err := Main([]string{"deploy"}, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("an unknown command: %v; want the usage", err)
+	}
+}
