@@ -27,7 +27,7 @@ func TestLine(t *testing.T) {
 	r.Header.Set("User-Agent", "curl/8")
 	r.Header.Set("X-Request-Id", "rid-1")
 	r.Header.Set("X-Forwarded-For", "203.0.113.9")
-	w, r := exchange.Begin(httptest.NewRecorder(), r, ex)
+	w, r := exchange.Begin(httptest.NewRecorder(), r, ex, 0)
 	h.ServeHTTP(w, r)
 	// The handler did not read the body: 0 bytes received.
 	var line map[string]any

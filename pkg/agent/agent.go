@@ -49,6 +49,9 @@ type Options struct {
 	OutboundListen string    // outbound listener, where the app's captured connections go; "" for none
 	Mode           string    // redirect or tproxy: as veneer-init's --mode
 	Mark           uint32    // tproxy mode: the mark of connections to the app, as veneer-init's
+	MaxConnections int       // per listener; past it, new connections are reset
+	HeaderTimeout  time.Duration
+	BodyIdle       time.Duration
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -62,6 +65,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.StringVar(&o.OutboundListen, "outbound-listen", ":15001", "address of the outbound listener (veneer-init --outbound); empty for none")
 	fs.StringVar(&o.Mode, "mode", "redirect", "redirect or tproxy, as veneer-init's --mode (tproxy needs CAP_NET_ADMIN)")
 	mark := fs.String("mark", "0x539", "tproxy mode: the mark of the agent's connections to the app, as veneer-init's")
+	fs.IntVar(&o.MaxConnections, "max-connections", 20000, "connections open at once per listener; past it, new ones are reset (0: no bound)")
+	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's head (slowloris)")
+	fs.DurationVar(&o.BodyIdle, "body-idle-timeout", 30*time.Second, "how long a client may pause while sending a request body")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "how long open connections may finish after SIGTERM")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -86,6 +92,12 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	}
 	if o.ConnectTimeout <= 0 {
 		return Options{}, fmt.Errorf("--connect-timeout: %s is not a positive duration", o.ConnectTimeout)
+	}
+	if o.MaxConnections < 0 {
+		return Options{}, fmt.Errorf("--max-connections: %d is negative", o.MaxConnections)
+	}
+	if o.HeaderTimeout <= 0 || o.BodyIdle <= 0 {
+		return Options{}, fmt.Errorf("--header-timeout and --body-idle-timeout: %s and %s must be positive", o.HeaderTimeout, o.BodyIdle)
 	}
 	if o.Mode != "redirect" && o.Mode != "tproxy" {
 		return Options{}, fmt.Errorf("--mode: %q is not a mode (redirect or tproxy)", o.Mode)
@@ -267,11 +279,12 @@ func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics
 	if dir == "outbound" {
 		flag = "--outbound-listen"
 	}
-	hs, err := httpproxy.New(log, httpproxy.Options{Direction: dir, Access: access, Metrics: hm}, reg)
+	hs, err := httpproxy.New(log, httpproxy.Options{Direction: dir, Access: access, Metrics: hm,
+		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle}, reg)
 	if err != nil {
 		return nil, err
 	}
-	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm}
+	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm, MaxConnections: o.MaxConnections}
 	var ln net.Listener
 	if dir == "inbound" && o.Mode == "tproxy" {
 		ln, err = tproxy.Listen(ctx, addr)

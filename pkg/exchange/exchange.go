@@ -32,6 +32,7 @@ const (
 	Denied                            // DENY: authorization denied (veneer's own)
 	RetriesExhausted                  // URX: every retry failed
 	DownstreamReset                   // DC: the client went away before the response ended
+	Malformed                         // DPE: the request was not valid HTTP (Envoy's downstream protocol error)
 )
 
 var flagNames = []struct {
@@ -40,7 +41,7 @@ var flagNames = []struct {
 }{
 	{UpstreamFailure, "UF"}, {UpstreamTimeout, "UT"}, {RateLimited, "RL"}, {FaultAbort, "FI"},
 	{FaultDelay, "DI"}, {UpstreamOverflow, "UO"}, {UpstreamReset, "UC"}, {Denied, "DENY"},
-	{RetriesExhausted, "URX"}, {DownstreamReset, "DC"},
+	{RetriesExhausted, "URX"}, {DownstreamReset, "DC"}, {Malformed, "DPE"},
 }
 
 // String is the flags as the access log and the metrics show them:
@@ -77,15 +78,22 @@ type Exchange struct {
 	flags        atomic.Uint32
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
 	received     atomic.Int64 // request body bytes read from the client
+	bodyErr      atomic.Pointer[error]
 }
 
 // Begin starts the record of r: it wraps w and r's body to count what
 // passes, and puts e in r's context. The outermost decoration calls it.
-func Begin(w http.ResponseWriter, r *http.Request, e *Exchange) (*Writer, *http.Request) {
+// bodyIdle, when not zero, bounds the wait for each read of the request
+// body, so that a client dribbling its body holds nothing for long.
+func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Duration) (*Writer, *http.Request) {
 	e.W = NewWriter(w)
 	r = r.WithContext(With(r.Context(), e))
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &e.received}
+		b := &countingBody{ReadCloser: r.Body, e: e, idle: bodyIdle}
+		if bodyIdle > 0 {
+			b.rc = http.NewResponseController(w)
+		}
+		r.Body = b
 	}
 	return e.W, r
 }
@@ -93,14 +101,31 @@ func Begin(w http.ResponseWriter, r *http.Request, e *Exchange) (*Writer, *http.
 // Received is the request body bytes read from the client so far.
 func (e *Exchange) Received() int64 { return e.received.Load() }
 
+// BodyErr is the error reading the request body from the client failed
+// with (a malformed chunk, a client that stalled or went away), or nil.
+func (e *Exchange) BodyErr() error {
+	if p := e.bodyErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 type countingBody struct {
 	io.ReadCloser
-	n *atomic.Int64
+	e    *Exchange
+	rc   *http.ResponseController
+	idle time.Duration
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.rc != nil {
+		b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
 	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
+	b.e.received.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.e.bodyErr.CompareAndSwap(nil, &err)
+	}
 	return n, err
 }
 

@@ -45,7 +45,7 @@ type decoration func(http.Handler) http.Handler
 //  8. headers, then forwarded: the app sees the headers as the operator set
 //     them, plus the client's address;
 //  9. the forwarder, with the request timeout and retries.
-func (s *Server) chain(h config.HTTP) (http.Handler, error) {
+func (s *Server) chain(h config.HTTP) (http.Handler, func(http.Handler) http.Handler, error) {
 	var ds []decoration
 	if config.On(h.AccessLog) {
 		ds = append(ds, accesslog.New(s.access).Wrap)
@@ -53,6 +53,7 @@ func (s *Server) chain(h config.HTTP) (http.Handler, error) {
 	if config.On(h.Metrics) {
 		ds = append(ds, s.metrics.Wrap, s.stats.Load().Wrap)
 	}
+	observed := len(ds)
 	if config.On(h.RequestID) || config.On(h.Tracing) {
 		ds = append(ds, requestid.New(config.On(h.RequestID), config.On(h.Tracing)).Wrap)
 	}
@@ -71,7 +72,7 @@ func (s *Server) chain(h config.HTTP) (http.Handler, error) {
 	if h.ErrorPages != nil {
 		p, err := errorpage.New(*h.ErrorPages)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ds = append(ds, p.Wrap)
 	}
@@ -82,11 +83,14 @@ func (s *Server) chain(h config.HTTP) (http.Handler, error) {
 		ds = append(ds, forwarded.Wrap)
 	}
 
-	var handler http.Handler = s.forwarder(h)
-	for i := len(ds) - 1; i >= 0; i-- {
-		handler = ds[i](handler)
+	wrap := func(ds []decoration, h http.Handler) http.Handler {
+		for i := len(ds) - 1; i >= 0; i-- {
+			h = ds[i](h)
+		}
+		return h
 	}
-	return handler, nil
+	observe := func(h http.Handler) http.Handler { return wrap(ds[:observed], h) }
+	return wrap(ds, s.forwarder(h)), observe, nil
 }
 
 // forwarder sends the request to the app, which is the original destination
@@ -178,6 +182,12 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	switch {
+	case exchange.From(ctx).BodyErr() != nil && ctx.Err() == nil:
+		// The client's body, not the app, failed: a malformed chunk, or a
+		// client that stalled mid-body. The app got a cut request, which it
+		// cannot take for a complete one.
+		w.Header().Set("Connection", "close")
+		exchange.Reply(w, r, http.StatusBadRequest, exchange.Malformed, "malformed or stalled request body")
 	case errors.Is(context.Cause(ctx), errRequestTimeout):
 		exchange.Reply(w, r, http.StatusGatewayTimeout, exchange.UpstreamTimeout, "the app did not answer within the request timeout")
 	case ctx.Err() != nil:
@@ -204,6 +214,17 @@ func (bufferPool) Put(b []byte) { buffers.Put(b) }
 type route struct {
 	prefix  string
 	handler http.Handler
+	// observe is the chain's access log and metrics alone, for requests
+	// refused before the chain.
+	observe func(http.Handler) http.Handler
+}
+
+// refuse answers a request the agent will not forward, still logged and
+// counted by the chain's access log and metrics.
+func (rt route) refuse(w http.ResponseWriter, r *http.Request, status int, why string) {
+	rt.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		exchange.Reply(w, r, status, exchange.Malformed, why)
+	})).ServeHTTP(w, r)
 }
 
 // ports holds the routes of one port, longest prefix first, then the
@@ -236,18 +257,18 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	routes := func(pc config.Port) (portRoutes, error) {
 		var out portRoutes
 		for _, r := range pc.Routes {
-			h, err := s.chain(pc.HTTP.Merged(r.HTTP))
+			h, obs, err := s.chain(pc.HTTP.Merged(r.HTTP))
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, route{prefix: r.Prefix, handler: h})
+			out = append(out, route{prefix: r.Prefix, handler: h, observe: obs})
 		}
 		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
-		h, err := s.chain(pc.HTTP)
+		h, obs, err := s.chain(pc.HTTP)
 		if err != nil {
 			return nil, err
 		}
-		return append(out, route{handler: h}), nil
+		return append(out, route{handler: h, observe: obs}), nil
 	}
 	t := &table{ports: map[uint16]portRoutes{}}
 	var err error

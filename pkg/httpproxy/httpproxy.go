@@ -28,9 +28,9 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/headercase"
 	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/rawhead"
 	"github.com/veneermesh/veneer/pkg/stats"
 )
 
@@ -39,6 +39,7 @@ type Server struct {
 	log       zerolog.Logger
 	access    zerolog.Logger
 	direction string
+	bodyIdle  time.Duration
 	metrics   *metrics.Metrics
 	stats     atomic.Pointer[stats.Stats]
 	// errorLog takes net/http's own complaints (a malformed request, a
@@ -61,12 +62,25 @@ type Options struct {
 	// Metrics are shared by every server of the agent; nil: registered anew
 	// on the registry given to New.
 	Metrics *metrics.Metrics
+	// HeaderTimeout bounds the wait for a request's head (slowloris); 0
+	// means 10s. BodyIdle bounds each wait for more of a request's body; 0
+	// means 30s.
+	HeaderTimeout, BodyIdle time.Duration
 }
+
+// maxURI is the longest request target forwarded; longer ones get 414.
+const maxURI = 8 << 10
 
 // New builds the server; Apply must give it a config before Serve.
 func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, error) {
 	if o.Direction == "" {
 		o.Direction = "inbound"
+	}
+	if o.HeaderTimeout == 0 {
+		o.HeaderTimeout = 10 * time.Second
+	}
+	if o.BodyIdle == 0 {
+		o.BodyIdle = 30 * time.Second
 	}
 	m := o.Metrics
 	if m == nil {
@@ -75,7 +89,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 			return nil, fmt.Errorf("registering HTTP metrics: %w", err)
 		}
 	}
-	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction,
+	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
 		errorLog: stdlog.New(debugWriter{log}, "", 0)}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
@@ -94,7 +108,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	s.srv = &http.Server{
 		Handler:           s,
 		Protocols:         serverProtos,
-		ReadHeaderTimeout: 30 * time.Second, // slow headers (slowloris) end here
+		ReadHeaderTimeout: o.HeaderTimeout, // slow heads (slowloris) end here
 		MaxHeaderBytes:    64 << 10,
 		ConnContext:       connContext,
 		ErrorLog:          s.errorLog,
@@ -162,8 +176,8 @@ type conn struct {
 	mu     sync.Mutex
 	app    net.Conn // a connection to the app opened while sniffing, for the first request
 
-	names          headercase.Names // header spellings the client used
-	received, sent atomic.Int64     // bytes from and to the client
+	names          rawhead.Head // what the client's raw request heads said
+	received, sent atomic.Int64 // bytes from and to the client
 	closeOnce      sync.Once
 	closed         func(received, sent int64, end string)
 
@@ -304,7 +318,7 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 // the app's responses.
 type appConn struct {
 	net.Conn
-	names headercase.Names
+	names rawhead.Head // what the app's raw response heads said
 }
 
 func (c *appConn) Read(b []byte) (int, error) {
@@ -324,9 +338,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex := &exchange.Exchange{Start: time.Now(), Direction: s.direction, Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
-	ew, r := exchange.Begin(w, r, ex)
+	ew, r := exchange.Begin(w, r, ex, s.bodyIdle)
 	rt := s.table.Load().route(hc.dst.Port(), r.URL.Path)
 	ex.Route = rt.prefix
+	// Framing that request smuggling relies on, which net/http would
+	// forgive: refused before any decoration or the app sees it.
+	if v := hc.names.Violation(); v != "" && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+		rt.refuse(ew, r, http.StatusBadRequest, "malformed request: "+v)
+		return
+	}
+	if len(r.RequestURI) > maxURI {
+		w.Header().Set("Connection", "close")
+		rt.refuse(ew, r, http.StatusRequestURITooLong, fmt.Sprintf("request target longer than %d bytes", maxURI))
+		return
+	}
 	rt.handler.ServeHTTP(ew, r)
 }
 

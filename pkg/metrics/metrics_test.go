@@ -24,7 +24,7 @@ func TestObserve(t *testing.T) {
 	for _, method := range []string{"GET", "GET", "BREW"} {
 		ex := &exchange.Exchange{Port: 8080}
 		r := httptest.NewRequest(method, "/", nil)
-		w, r := exchange.Begin(httptest.NewRecorder(), r, ex)
+		w, r := exchange.Begin(httptest.NewRecorder(), r, ex, 0)
 		h.ServeHTTP(w, r)
 	}
 	mfs, _ := reg.Gather()

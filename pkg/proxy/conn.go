@@ -32,6 +32,12 @@ const (
 
 func (s *Server) handle(c *net.TCPConn) {
 	defer s.conns.Done()
+	counted := true // s.open counts c until closed or passed to conn.closed
+	defer func() {
+		if counted {
+			s.open.Add(-1)
+		}
+	}()
 	start := time.Now()
 	client := unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 
@@ -58,6 +64,7 @@ func (s *Server) handle(c *net.TCPConn) {
 	pm.opened.Inc()
 	pm.active.Inc()
 	c2 := &conn{s: s, pm: pm, c: c, client: client, dst: dst, start: start}
+	counted = false // c2.closed uncounts it
 	if pol.Authz != nil && !pol.Authz.Allowed("", "", client.Addr()) {
 		reset(c)
 		c2.closed(0, 0, endDenied)
@@ -107,6 +114,7 @@ type conn struct {
 // closed counts and logs the end of the connection. For HTTP connections
 // the HTTP server calls it when it closes the connection.
 func (c *conn) closed(received, sent int64, end string) {
+	c.s.open.Add(-1)
 	c.pm.received.Add(float64(received))
 	c.pm.sent.Add(float64(sent))
 	c.pm.active.Dec()

@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	opened, closed, received, sent *prometheus.CounterVec
 	active                         *prometheus.GaugeVec
+	rejected                       *prometheus.CounterVec
 	ports                          sync.Map // portKey -> *portMetrics, resolved once per port
 }
 
@@ -52,7 +53,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Captured TCP connections open now, by original destination port.",
 		}, label),
 	}
-	for _, c := range []prometheus.Collector{m.opened, m.closed, m.received, m.sent, m.active} {
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "veneer_tcp_connections_rejected_total",
+		Help: "Connections reset at once because --max-connections were open.",
+	}, []string{"direction"})
+	for _, c := range []prometheus.Collector{m.opened, m.closed, m.received, m.sent, m.active, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -44,6 +44,9 @@ type Config struct {
 	// to dst; tproxy mode connects from the client's address. Dial must
 	// honour ctx's deadline.
 	Dial func(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error)
+	// MaxConnections bounds the connections open at once (HTTP ones
+	// included); past it, new ones are reset. 0: no bound.
+	MaxConnections int
 	// Direction labels the metrics and logs: "inbound" (the default) or
 	// "outbound".
 	Direction string
@@ -64,6 +67,7 @@ type Server struct {
 	http    HTTPServer
 
 	policies atomic.Pointer[Policies]
+	open     atomic.Int64 // connections accepted and not yet closed
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -155,6 +159,16 @@ func (s *Server) Serve(l *net.TCPListener) error {
 			return fmt.Errorf("accepting: %w", err)
 		}
 		backoff = 0
+		// Over the limit: refused at once, so that a flood costs the agent
+		// no goroutine and no memory.
+		if s.cfg.MaxConnections > 0 && s.open.Add(1) > int64(s.cfg.MaxConnections) {
+			s.open.Add(-1)
+			reset(c)
+			s.metrics.rejected.WithLabelValues(s.cfg.Direction).Inc()
+			continue
+		} else if s.cfg.MaxConnections <= 0 {
+			s.open.Add(1)
+		}
 		s.conns.Add(1)
 		go s.handle(c)
 	}

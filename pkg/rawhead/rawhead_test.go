@@ -1,4 +1,4 @@
-package headercase
+package rawhead
 
 import (
 	"net/http"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestLearnRestore(t *testing.T) {
-	var n Names
+	var n Head
 	n.Learn([]byte("GET / HTTP/1.1\r\nHost: x\r\nx-api-key: k\r\nCONTENT-type: text/plain\r\nX-Normal: 1\r\n\r\nbody: not a header\r\n"))
 	h := http.Header{"X-Api-Key": {"k"}, "Content-Type": {"text/plain"}, "X-Normal": {"1"}, "Body": {"added later"}}
 	n.Restore(h)
@@ -21,7 +21,7 @@ func TestLearnRestore(t *testing.T) {
 }
 
 func TestLearnIgnoresBodies(t *testing.T) {
-	var n Names
+	var n Head
 	n.Learn([]byte("{\"json\": true}\r\nx-fake: 1\r\n\r\n"))
 	n.Learn([]byte("HTTP/1.0 200 OK\r\nserver: SimpleHTTP\r\n"))
 	h := http.Header{"X-Fake": {"1"}, "Server": {"SimpleHTTP"}}
@@ -35,7 +35,7 @@ func TestLearnIgnoresBodies(t *testing.T) {
 }
 
 func TestBounded(t *testing.T) {
-	var n Names
+	var n Head
 	msg := []byte("GET / HTTP/1.1\r\n")
 	for i := 0; i < 200; i++ {
 		msg = append(msg, []byte("x-h"+string(rune('a'+i%26))+string(rune('a'+i/26))+": v\r\n")...)
@@ -49,7 +49,7 @@ func TestBounded(t *testing.T) {
 // Regression: net/http's server first reads just enough to look for the
 // HTTP/2 preface, so a header block arrives over several reads.
 func TestLearnAcrossReads(t *testing.T) {
-	var n Names
+	var n Head
 	msg := "GET / HTTP/1.1\r\nHost: app\r\nx-api-key: secret\r\nX-MiXeD-Case: 1\r\n\r\n"
 	for _, cut := range [][2]int{{0, 24}, {24, 33}, {33, len(msg)}} {
 		n.Learn([]byte(msg[cut[0]:cut[1]]))
@@ -66,5 +66,31 @@ func TestLearnAcrossReads(t *testing.T) {
 	n.Learn([]byte("x-body: 1\r\n"))
 	if _, ok := n.m["X-Body"]; ok {
 		t.Error("a body line after the header block was learned")
+	}
+}
+
+func TestViolations(t *testing.T) {
+	for _, tc := range []struct{ head, want string }{
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n", ""},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", "both Content-Length and Transfer-Encoding"},
+		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n", "both Content-Length and Transfer-Encoding"},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", "Content-Length given more than once"},
+		{"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", "obsolete line folding"},
+		{"GET / HTTP/1.1\nHost: x\n\n", "a line ends with a bare LF, not CRLF"},
+		{"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", "a line ends with a bare LF, not CRLF"},
+	} {
+		var h Head
+		// Byte by byte, as a slowloris client would send it.
+		for i := range tc.head {
+			h.Learn([]byte(tc.head[i : i+1]))
+		}
+		if got := h.Violation(); got != tc.want {
+			t.Errorf("Violation(%q) = %q; want %q", tc.head, got, tc.want)
+		}
+		// The next message starts clean.
+		h.Learn([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if got := h.Violation(); got != "" {
+			t.Errorf("after %q, a clean head has violation %q", tc.head, got)
+		}
 	}
 }
