@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 BINARIES := bin/veneer-init bin/veneer-agent bin/localpod bin/veneerctl
 
-.PHONY: all build test demo deps clean manifests images docker-test kind-test
+.PHONY: all build test fuzz demo deps clean manifests images docker-test kind-test
 
 all: build
 
@@ -36,11 +36,20 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Every test, with the race detector. The integration tests need root; as
-# another user they skip and say why.
+# Every test, with the race detector, then a short run of each fuzzer (its
+# corpus is in the package's testdata/fuzz). The integration tests need root;
+# as another user they skip and say why.
 test: deps
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
+FUZZTIME ?= 3s
+fuzz:
+	@for f in $(FUZZ); do \
+	  $(GO) test -run='^$$' -fuzz="^$${f#*:}$$" -fuzztime=$(FUZZTIME) ./pkg/$${f%%:*} || exit 1; \
+	done
 
 # The seed's scenario in a local pod: the Python server, intercepted and
 # decorated, with requests from outside the pod.
