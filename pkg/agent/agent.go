@@ -31,6 +31,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
+	"github.com/veneermesh/veneer/pkg/listen"
 	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/tproxy"
@@ -52,6 +53,7 @@ type Options struct {
 	MaxConnections int       // per listener; past it, new connections are reset
 	HeaderTimeout  time.Duration
 	BodyIdle       time.Duration
+	DrainQuiet     time.Duration // during a drain, stop accepting once no connection came for this long
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -68,7 +70,8 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.IntVar(&o.MaxConnections, "max-connections", 20000, "connections open at once per listener; past it, new ones are reset (0: no bound)")
 	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's head (slowloris)")
 	fs.DurationVar(&o.BodyIdle, "body-idle-timeout", 30*time.Second, "how long a client may pause while sending a request body")
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "how long open connections may finish after SIGTERM")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "after SIGTERM: how long the agent may drain; it accepts new connections for up to half of it, then lets open ones finish, then closes what is left")
+	fs.DurationVar(&o.DrainQuiet, "drain-quiet", time.Second, "after SIGTERM: stop accepting once no new connection came for this long")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -86,6 +89,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return Options{}, fmt.Errorf("%s: %q is not a host:port address (e.g. :15006)", name, addr)
 		}
+	}
+	if o.DrainQuiet <= 0 {
+		return Options{}, fmt.Errorf("--drain-quiet: %s is not a positive duration", o.DrainQuiet)
 	}
 	if o.DrainTimeout < 0 {
 		return Options{}, fmt.Errorf("--drain-timeout: %s is negative", o.DrainTimeout)
@@ -185,7 +191,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	aln, err := net.Listen("tcp", o.Admin)
+	aln, err := listen.Listen(ctx, o.Admin, nil)
 	if err != nil {
 		for _, sd := range sides {
 			sd.ln.Close()
@@ -240,6 +246,33 @@ loop:
 	log.Info().Dur("drain_timeout", o.DrainTimeout).Msg("draining")
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	defer cancel()
+	// A terminating pod still gets new connections until every node has
+	// noticed it left the Service's endpoints: keep accepting them (with
+	// "Connection: close", so clients move on) until none came for DrainQuiet
+	// (or half the drain timeout passed), then stop accepting and let the
+	// open ones finish.
+	for _, sd := range sides {
+		sd.http.StartDrain()
+	}
+	// The first half of the drain timeout at most: the rest is for the
+	// requests still in flight once accepting stops.
+	acceptUntil := time.Now().Add(o.DrainTimeout / 2)
+	if runErr == nil {
+		for quiet := false; !quiet && time.Now().Before(acceptUntil); {
+			quiet = true
+			for _, sd := range sides {
+				quiet = quiet && sd.proxy.QuietFor(o.DrainQuiet)
+			}
+			if !quiet {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	// Stop accepting, and let what was accepted reach the HTTP server
+	// before it stops taking connections.
+	for _, sd := range sides {
+		sd.proxy.StopAccepting()
+	}
 	var drained sync.WaitGroup
 	var timedOut atomic.Bool
 	for _, sd := range sides {
@@ -287,7 +320,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics
 	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm, MaxConnections: o.MaxConnections}
 	var ln net.Listener
 	if dir == "inbound" && o.Mode == "tproxy" {
-		ln, err = tproxy.Listen(ctx, addr)
+		ln, err = listen.Listen(ctx, addr, tproxy.Transparent)
 		if err == nil {
 			port := uint16(ln.Addr().(*net.TCPAddr).Port)
 			pc.OriginalDst = tproxy.OriginalDst(port)
@@ -297,7 +330,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics
 			pc.OwnConns = true
 		}
 	} else {
-		ln, err = net.Listen("tcp", addr)
+		ln, err = listen.Listen(ctx, addr, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)

@@ -39,6 +39,9 @@ type Server struct {
 	log       zerolog.Logger
 	access    zerolog.Logger
 	direction string
+	draining  atomic.Bool
+	live      sync.Map // *conn -> struct{}: connections handed over and not closed
+	liveCount atomic.Int64
 	bodyIdle  time.Duration
 	metrics   *metrics.Metrics
 	stats     atomic.Pointer[stats.Stats]
@@ -111,6 +114,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		ReadHeaderTimeout: o.HeaderTimeout, // slow heads (slowloris) end here
 		MaxHeaderBytes:    64 << 10,
 		ConnContext:       connContext,
+		ConnState:         connState,
 		ErrorLog:          s.errorLog,
 	}
 	return s, nil
@@ -147,16 +151,44 @@ func (s *Server) Serve() error {
 	return err
 }
 
+// StartDrain makes every response from now on close its connection
+// ("Connection: close"), so that clients move to other endpoints while the
+// agent drains. Idle keep-alive connections are not closed under a client
+// that may be sending on them: each is closed after its next response, and
+// Shutdown closes the rest.
+func (s *Server) StartDrain() { s.draining.Store(true) }
+
 // Shutdown stops taking connections, closes idle keep-alive connections and
 // waits for requests in flight until ctx is done, then closes the rest.
+//
+// Not net/http's Shutdown: that drops a request read after it began, which a
+// connection handed over just before the drain may still send; here every
+// connection that is not idle gets its answer.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		s.srv.Close()
+	s.StartDrain()
+	s.ln.Close()
+	defer s.h1.CloseIdleConnections()
+	defer s.h2c.CloseIdleConnections()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.live.Range(func(k, _ any) bool {
+			if hc := k.(*conn); hc.state.Load() == int32(http.StateIdle) {
+				hc.Close() // idle keep-alive: as net/http's Shutdown does
+			}
+			return true
+		})
+		if s.liveCount.Load() == 0 {
+			s.srv.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.srv.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
-	s.h1.CloseIdleConnections()
-	s.h2c.CloseIdleConnections()
-	return err
 }
 
 // debugWriter logs what it is given at debug level.
@@ -178,6 +210,8 @@ type conn struct {
 
 	names          rawhead.Head // what the client's raw request heads said
 	received, sent atomic.Int64 // bytes from and to the client
+	s              *Server
+	state          atomic.Int32 // its http.ConnState
 	closeOnce      sync.Once
 	closed         func(received, sent int64, end string)
 
@@ -268,6 +302,8 @@ func (c *conn) Close() error {
 	}
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
+		c.s.live.Delete(c)
+		c.s.liveCount.Add(-1)
 		for _, t := range c.own {
 			if t != nil {
 				t.CloseIdleConnections()
@@ -282,13 +318,22 @@ func (c *conn) Close() error {
 
 // ServeConn serves a connection the proxy found to carry HTTP.
 func (s *Server) ServeConn(h proxy.Handoff) {
-	hc := &conn{Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, app: h.App, closed: h.Closed, dialOwn: h.Dial}
+	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, app: h.App, closed: h.Closed, dialOwn: h.Dial}
+	s.live.Store(hc, struct{}{})
+	s.liveCount.Add(1)
 	if !s.ln.push(hc) {
 		hc.Close()
 	}
 }
 
 type connKey struct{}
+
+// connState records net/http's view of each connection, for Shutdown.
+func connState(c net.Conn, st http.ConnState) {
+	if hc, ok := c.(*conn); ok {
+		hc.state.Store(int32(st))
+	}
+}
 
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	if hc, ok := c.(*conn); ok {
@@ -336,6 +381,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.Error(w, "veneer: connection without an original destination", http.StatusInternalServerError)
 		return
+	}
+	if s.draining.Load() && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
 	}
 	ex := &exchange.Exchange{Start: time.Now(), Direction: s.direction, Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
 	ew, r := exchange.Begin(w, r, ex, s.bodyIdle)

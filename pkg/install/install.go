@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -130,6 +131,10 @@ func Run(o Options, log zerolog.Logger) error {
 		log.Info().Str("iptables", s.t.Name()).Strs("rules", now.Lines()).Msg("final rules")
 	}
 
+	if !o.Cleanup {
+		migrateRequests(log)
+	}
+
 	if o.Validate && !o.Cleanup {
 		if o.Capture.Mode == capture.ModeTproxy {
 			return errors.New("--validate checks redirect mode; tproxy mode is not validated yet")
@@ -157,6 +162,21 @@ func rollback(applied []step, log zerolog.Logger) {
 		}
 		log.Warn().Str("iptables", s.t.Name()).Msg("rolled back")
 	}
+}
+
+// migrateRequestsPath is the pod network namespace's setting that moves
+// connections queued on a closing listener to another listener of the same
+// SO_REUSEPORT group (Linux 5.14+), so that a restarting agent loses none.
+const migrateRequestsPath = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// migrateRequests sets it where it may; container runtimes mount /proc/sys
+// read-only, and then the pod's securityContext.sysctls must set it.
+func migrateRequests(log zerolog.Logger) {
+	if err := os.WriteFile(migrateRequestsPath, []byte("1\n"), 0o644); err != nil {
+		log.Warn().Err(err).Msg("could not set net.ipv4.tcp_migrate_req: an agent restart may reset connections still queued (set it in the pod's securityContext.sysctls)")
+		return
+	}
+	log.Info().Msg("net.ipv4.tcp_migrate_req set: an agent restart hands queued connections to the new agent")
 }
 
 func modeName(m string) string {

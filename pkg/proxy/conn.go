@@ -32,13 +32,21 @@ const (
 
 func (s *Server) handle(c *net.TCPConn) {
 	defer s.conns.Done()
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			s.starting.Done()
+		}
+	}
+	defer start()
 	counted := true // s.open counts c until closed or passed to conn.closed
 	defer func() {
 		if counted {
 			s.open.Add(-1)
 		}
 	}()
-	start := time.Now()
+	begin := time.Now()
 	client := unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 
 	dst, err := s.cfg.OriginalDst(c)
@@ -63,7 +71,7 @@ func (s *Server) handle(c *net.TCPConn) {
 	pm := s.metrics.port(s.cfg.Direction, dst.Port())
 	pm.opened.Inc()
 	pm.active.Inc()
-	c2 := &conn{s: s, pm: pm, c: c, client: client, dst: dst, start: start}
+	c2 := &conn{s: s, pm: pm, c: c, client: client, dst: dst, start: begin}
 	counted = false // c2.closed uncounts it
 	if pol.Authz != nil && !pol.Authz.Allowed("", "", client.Addr()) {
 		reset(c)
@@ -76,6 +84,7 @@ func (s *Server) handle(c *net.TCPConn) {
 	}
 	if pol.Protocol == ProtoHTTP && s.http != nil {
 		s.http.ServeConn(h)
+		start()
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.kill, s.cfg.ConnectTimeout)
@@ -93,10 +102,12 @@ func (s *Server) handle(c *net.TCPConn) {
 		if r.Proto != sniff.TCP {
 			h.Pre, h.App = r.FromClient, app
 			s.http.ServeConn(h)
+			start()
 			return
 		}
 		fromClient, fromApp = r.FromClient, r.FromApp
 	}
+	start()
 	received, sent, end := s.forward(c, app, fromClient, fromApp)
 	c2.closed(received, sent, end)
 }

@@ -66,14 +66,19 @@ type Server struct {
 	metrics *Metrics
 	http    HTTPServer
 
-	policies atomic.Pointer[Policies]
-	open     atomic.Int64 // connections accepted and not yet closed
+	policies   atomic.Pointer[Policies]
+	open       atomic.Int64 // connections accepted and not yet closed
+	lastAccept atomic.Int64 // when a connection was last accepted, Unix nanoseconds
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	closing   bool
 
 	conns sync.WaitGroup
+	// starting counts connections not yet forwarding or handed to the HTTP
+	// server: a drain lets them reach one or the other before the HTTP
+	// server stops taking connections.
+	starting sync.WaitGroup
 	// kill ends every open connection when the drain runs out of time.
 	kill       context.Context
 	killNow    context.CancelFunc
@@ -159,6 +164,7 @@ func (s *Server) Serve(l *net.TCPListener) error {
 			return fmt.Errorf("accepting: %w", err)
 		}
 		backoff = 0
+		s.lastAccept.Store(time.Now().UnixNano())
 		// Over the limit: refused at once, so that a flood costs the agent
 		// no goroutine and no memory.
 		if s.cfg.MaxConnections > 0 && s.open.Add(1) > int64(s.cfg.MaxConnections) {
@@ -170,14 +176,20 @@ func (s *Server) Serve(l *net.TCPListener) error {
 			s.open.Add(1)
 		}
 		s.conns.Add(1)
+		s.starting.Add(1)
 		go s.handle(c)
 	}
 }
 
-// Shutdown stops accepting at once, then waits for open connections to end
-// until ctx is done, when it closes those left. It returns ctx's error when it
-// had to close connections.
-func (s *Server) Shutdown(ctx context.Context) error {
+// QuietFor reports whether no connection has been accepted for d.
+func (s *Server) QuietFor(d time.Duration) bool {
+	return time.Since(time.Unix(0, s.lastAccept.Load())) >= d
+}
+
+// StopAccepting closes the listeners and waits until every connection
+// already accepted is forwarding or has been handed to the HTTP server, so
+// that the HTTP server can be shut down without dropping one.
+func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	if !s.closing {
 		s.closing = true
@@ -187,6 +199,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.starting.Wait()
+}
+
+// Shutdown stops accepting at once, then waits for open connections to end
+// until ctx is done, when it closes those left. It returns ctx's error when it
+// had to close connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.StopAccepting()
 
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()

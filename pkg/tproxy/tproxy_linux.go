@@ -6,13 +6,12 @@
 //
 // Both need CAP_NET_ADMIN (IP_TRANSPARENT, SO_MARK).
 //
-//	l, err := tproxy.Listen(ctx, ":15006")
+//	l, err := listen.Listen(ctx, ":15006", tproxy.Transparent)
 //	dst, err := tproxy.OriginalDst(conn, 15006)
 //	app, err := tproxy.Dialer(client.Addr(), 0x539, 5*time.Second).DialContext(ctx, "tcp", dst.String())
 package tproxy
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -52,13 +51,9 @@ func setTransparent(fd int, network string) error {
 	return nil
 }
 
-// Listen listens transparently on addr.
-func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
-		return transparent(network, c, 0)
-	}}
-	return lc.Listen(ctx, "tcp", addr)
-}
+// Transparent makes a listening socket transparent: pass it to
+// listen.Listen.
+func Transparent(network string, c syscall.RawConn) error { return transparent(network, c, 0) }
 
 // OriginalDst is a transparent connection's original destination: its
 // local address. A connection made to the listener's own port was not

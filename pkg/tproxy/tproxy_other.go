@@ -3,16 +3,16 @@
 package tproxy
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
 var errLinux = errors.New("tproxy mode needs Linux")
 
-func Listen(ctx context.Context, addr string) (net.Listener, error) { return nil, errLinux }
+func Transparent(network string, c syscall.RawConn) error { return errLinux }
 
 func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
 	return func(*net.TCPConn) (netip.AddrPort, error) { return netip.AddrPort{}, errLinux }
