@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 BINARIES := bin/veneer-init bin/veneer-agent bin/localpod bin/veneerctl
 
-.PHONY: all build test fuzz demo deps clean manifests images docker-test kind-test
+.PHONY: all build test fuzz reliability demo deps clean manifests images docker-test kind-test
 
 all: build
 
@@ -43,6 +43,15 @@ test: deps
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
+
+# Load, faults and hostile input at full scale (10,000 connections, 1,000
+# keep-alive clients for a minute, 1 GiB each way, a rolling restart under
+# load...), bounded in count and time, with the figures printed. The same
+# tests run in make test at a smaller scale.
+RELIABILITY := TestLoad|TestRollingRestartUnderLoad|TestAgentKilledFailsClosed|TestAppDownAndRestarting|TestHostileHeads|TestSlowClients|TestConnectionFlood|TestAgentDrainsOnSIGTERM|TestRerunOverStaleRulesNeverBypasses|TestTCPAuthorization
+reliability: deps
+	VENEER_RELIABILITY=full CGO_ENABLED=1 $(GO) test -count=1 -v -timeout 30m -run '^($(RELIABILITY))$$' ./test/integration 2>&1 \
+	  | grep -E '^(--- |ok|FAIL|PASS)|(load|faults)_test.go:[0-9]+: (load|agent|rolling)'
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
 FUZZTIME ?= 3s

@@ -54,6 +54,7 @@ type Options struct {
 	HeaderTimeout  time.Duration
 	BodyIdle       time.Duration
 	DrainQuiet     time.Duration // during a drain, stop accepting once no connection came for this long
+	UpstreamIdle   time.Duration // how long a pooled connection to the app may idle
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -70,6 +71,7 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.IntVar(&o.MaxConnections, "max-connections", 20000, "connections open at once per listener; past it, new ones are reset (0: no bound)")
 	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's head (slowloris)")
 	fs.DurationVar(&o.BodyIdle, "body-idle-timeout", 30*time.Second, "how long a client may pause while sending a request body")
+	fs.DurationVar(&o.UpstreamIdle, "upstream-idle-timeout", 90*time.Second, "how long a pooled keep-alive connection to the app may idle")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "after SIGTERM: how long the agent may drain; it accepts new connections for up to half of it, then lets open ones finish, then closes what is left")
 	fs.DurationVar(&o.DrainQuiet, "drain-quiet", time.Second, "after SIGTERM: stop accepting once no new connection came for this long")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
@@ -102,8 +104,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	if o.MaxConnections < 0 {
 		return Options{}, fmt.Errorf("--max-connections: %d is negative", o.MaxConnections)
 	}
-	if o.HeaderTimeout <= 0 || o.BodyIdle <= 0 {
-		return Options{}, fmt.Errorf("--header-timeout and --body-idle-timeout: %s and %s must be positive", o.HeaderTimeout, o.BodyIdle)
+	if o.HeaderTimeout <= 0 || o.BodyIdle <= 0 || o.UpstreamIdle <= 0 {
+		return Options{}, fmt.Errorf("--header-timeout, --body-idle-timeout and --upstream-idle-timeout: %s, %s and %s must all be positive",
+			o.HeaderTimeout, o.BodyIdle, o.UpstreamIdle)
 	}
 	if o.Mode != "redirect" && o.Mode != "tproxy" {
 		return Options{}, fmt.Errorf("--mode: %q is not a mode (redirect or tproxy)", o.Mode)
@@ -313,7 +316,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics
 		flag = "--outbound-listen"
 	}
 	hs, err := httpproxy.New(log, httpproxy.Options{Direction: dir, Access: access, Metrics: hm,
-		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle}, reg)
+		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle, UpstreamIdle: o.UpstreamIdle}, reg)
 	if err != nil {
 		return nil, err
 	}

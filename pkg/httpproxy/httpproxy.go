@@ -69,6 +69,9 @@ type Options struct {
 	// means 10s. BodyIdle bounds each wait for more of a request's body; 0
 	// means 30s.
 	HeaderTimeout, BodyIdle time.Duration
+	// UpstreamIdle is how long a pooled keep-alive connection to the app
+	// may idle before it is closed; 0 means 90s.
+	UpstreamIdle time.Duration
 }
 
 // maxURI is the longest request target forwarded; longer ones get 414.
@@ -84,6 +87,9 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	}
 	if o.BodyIdle == 0 {
 		o.BodyIdle = 30 * time.Second
+	}
+	if o.UpstreamIdle == 0 {
+		o.UpstreamIdle = 90 * time.Second
 	}
 	m := o.Metrics
 	if m == nil {
@@ -102,9 +108,9 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		DialContext:         s.dial,
 		DisableCompression:  true,
 		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     o.UpstreamIdle,
 	}
-	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true}
+	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true, IdleConnTimeout: o.UpstreamIdle}
 	serverProtos := new(http.Protocols)
 	serverProtos.SetHTTP1(true)
 	serverProtos.SetUnencryptedHTTP2(true)

@@ -67,8 +67,10 @@ func (a *testApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
 		return
 	case r.URL.Path == "/download":
+		size := int64(100 << 20)
+		fmt.Sscan(r.URL.Query().Get("size"), &size)
 		w.Header().Set("Content-Type", "application/octet-stream")
-		io.Copy(w, io.LimitReader(zeros{}, 100<<20))
+		io.Copy(w, io.LimitReader(zeros{}, size))
 		return
 	case r.Header.Get("Upgrade") == "websocket":
 		websocketEcho(w, r)
