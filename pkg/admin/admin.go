@@ -45,3 +45,25 @@ func (a *Admin) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h
 func (a *Admin) SetReady(ready bool) { a.ready.Store(ready) }
 
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Local is the admin endpoints that change the agent's state, for a
+// listener on localhost only: nothing in the pod network may drain the
+// agent or change its log level.
+//
+//	POST /drain                  start a drain, as SIGTERM does
+//	PUT  /log-level?level=debug  debug, info, warn or error
+func Local(drain func(), setLevel func(string) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
+		drain()
+		w.Write([]byte("draining\n"))
+	})
+	mux.HandleFunc("PUT /log-level", func(w http.ResponseWriter, r *http.Request) {
+		if err := setLevel(r.URL.Query().Get("level")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,5 +43,43 @@ func TestMetrics(t *testing.T) {
 	code, body := get(t, New(reg), "/metrics")
 	if code != http.StatusOK || !strings.Contains(body, "veneer_test_total 3") {
 		t.Errorf("/metrics = %d %q; want 200 with veneer_test_total 3", code, body)
+	}
+}
+
+func TestLocal(t *testing.T) {
+	drained := 0
+	level := ""
+	h := Local(func() { drained++ }, func(l string) error {
+		if l != "debug" {
+			return fmt.Errorf("level: %q is not a level", l)
+		}
+		level = l
+		return nil
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/drain", nil))
+	if rec.Code != 200 || drained != 1 {
+		t.Errorf("POST /drain = %d, drained %d times", rec.Code, drained)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/drain", nil))
+	if rec.Code != http.StatusMethodNotAllowed || drained != 1 {
+		t.Errorf("GET /drain = %d; want 405 and no drain", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/log-level?level=loud", nil))
+	if rec.Code != 400 {
+		t.Errorf("PUT /log-level?level=loud = %d; want 400", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/log-level?level=debug", nil))
+	if rec.Code != 200 || level != "debug" {
+		t.Errorf("PUT /log-level?level=debug = %d, level %q", rec.Code, level)
+	}
+	// The public handler has neither.
+	rec = httptest.NewRecorder()
+	New(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("POST", "/drain", nil))
+	if rec.Code == 200 {
+		t.Error("the public admin handler drains")
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/listen"
+	"github.com/veneermesh/veneer/pkg/loophole"
 	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/tproxy"
@@ -55,6 +56,7 @@ type Options struct {
 	BodyIdle       time.Duration
 	DrainQuiet     time.Duration // during a drain, stop accepting once no connection came for this long
 	UpstreamIdle   time.Duration // how long a pooled connection to the app may idle
+	AdminLocal     string        // the state-changing admin endpoints, on a loopback address; "" for none
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -72,6 +74,7 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's head (slowloris)")
 	fs.DurationVar(&o.BodyIdle, "body-idle-timeout", 30*time.Second, "how long a client may pause while sending a request body")
 	fs.DurationVar(&o.UpstreamIdle, "upstream-idle-timeout", 90*time.Second, "how long a pooled keep-alive connection to the app may idle")
+	fs.StringVar(&o.AdminLocal, "admin-local", "127.0.0.1:15009", "loopback address of the endpoints that change state (POST /drain, PUT /log-level); empty for none")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "after SIGTERM: how long the agent may drain; it accepts new connections for up to half of it, then lets open ones finish, then closes what is left")
 	fs.DurationVar(&o.DrainQuiet, "drain-quiet", time.Second, "after SIGTERM: stop accepting once no new connection came for this long")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
@@ -101,6 +104,12 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	if o.ConnectTimeout <= 0 {
 		return Options{}, fmt.Errorf("--connect-timeout: %s is not a positive duration", o.ConnectTimeout)
 	}
+	if o.AdminLocal != "" {
+		host, _, err := net.SplitHostPort(o.AdminLocal)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+			return Options{}, fmt.Errorf("--admin-local: %q is not a loopback address and port (e.g. 127.0.0.1:15009): it changes the agent's state", o.AdminLocal)
+		}
+	}
 	if o.MaxConnections < 0 {
 		return Options{}, fmt.Errorf("--max-connections: %d is negative", o.MaxConnections)
 	}
@@ -129,7 +138,11 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 // SIGHUP, from the command); an invalid new file is refused with a log line
 // and the running config stays.
 func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Logger) error {
-	log = log.Level(o.LogLevel)
+	ctx, drainNow := context.WithCancel(ctx) // SIGTERM, or POST /drain on --admin-local
+	defer drainNow()
+	var level atomic.Int32
+	level.Store(int32(o.LogLevel))
+	log = log.Hook(levelFilter{&level})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -210,6 +223,35 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		enc.Encode(active.Load())
 	}))
 	adminSrv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
+	var localSrv *http.Server
+	if o.AdminLocal != "" {
+		lln, err := net.Listen("tcp", o.AdminLocal)
+		if err != nil {
+			aln.Close()
+			for _, sd := range sides {
+				sd.ln.Close()
+			}
+			return fmt.Errorf("--admin-local: %w", err)
+		}
+		localSrv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: admin.Local(
+			func() { log.Info().Msg("drain asked for on --admin-local"); drainNow() },
+			func(s string) error {
+				l, err := zerolog.ParseLevel(s)
+				if err != nil || s == "" {
+					return fmt.Errorf("level: %q is not a level (debug, info, warn or error)", s)
+				}
+				level.Store(int32(l))
+				return nil
+			})}
+		go localSrv.Serve(lln)
+		defer localSrv.Close()
+	}
+	uidProcs := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "veneer_proxy_uid_processes",
+		Help: "Other processes of the pod running as the agent's UID: they bypass outbound capture (0 where the agent cannot see the pod's processes).",
+	})
+	reg.MustRegister(uidProcs)
+	go watchLoopholes(ctx, uidProcs, log)
 
 	errc := make(chan error, 2*len(sides)+1)
 	for _, sd := range sides {
@@ -299,6 +341,35 @@ loop:
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// levelFilter drops events below the level set at run time.
+type levelFilter struct{ level *atomic.Int32 }
+
+func (f levelFilter) Run(e *zerolog.Event, l zerolog.Level, _ string) {
+	if l < zerolog.Level(f.level.Load()) {
+		e.Discard()
+	}
+}
+
+// watchLoopholes warns, at start and every 30s, about other processes of the
+// pod running as the agent's UID: outbound capture cannot see them.
+func watchLoopholes(ctx context.Context, g prometheus.Gauge, log zerolog.Logger) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		procs := loophole.Scan("/proc")
+		g.Set(float64(len(procs)))
+		for _, p := range procs {
+			log.Warn().Int("pid", p.PID).Str("process", p.Name).
+				Msg("another process of the pod runs as the agent's UID: its outgoing connections bypass capture")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // side is one direction's listener, proxy and HTTP server.

@@ -171,3 +171,51 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	t.Logf("rolling restart: %d requests, %d failed", ok.Load()+failed.Load(), failed.Load())
 }
+
+// The endpoints that change state listen on the pod's loopback only.
+func TestAdminLocalOnly(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	p.mustInit("--inbound-ports", "9090")
+	agent := p.startAgent()
+	if _, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:15009", localpod.PodIP)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("the state-changing admin port from outside the pod: %v; want connection refused", err)
+	}
+	inPod := p.client(p.Pod.Pod)
+	req, _ := http.NewRequest("PUT", "http://127.0.0.1:15009/log-level?level=debug", nil)
+	if resp, err := inPod.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT /log-level from inside the pod: %v %v", resp, err)
+	}
+	if resp, err := inPod.Post("http://127.0.0.1:15000/drain", "", nil); err != nil || resp.StatusCode == 200 {
+		t.Errorf("POST /drain on the public admin port: %v %v; want it refused", resp, err)
+	}
+	if resp, err := inPod.Post("http://127.0.0.1:15009/drain", "", nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /drain from inside the pod: %v %v", resp, err)
+	}
+	select {
+	case err := <-agent.done:
+		agent.done <- err
+		if err != nil {
+			t.Errorf("the agent exited with %v after the drain; want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not drain and exit")
+	}
+}
+
+// Istio's known gap, made visible: another process of the pod running as
+// the agent's UID is reported.
+func TestProxyUIDLoophole(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	p.start(1337, "sleep", "30")
+	p.mustInit("--inbound-ports", "9090")
+	agent := p.startAgent()
+	p.waitFor("the warning", func() bool {
+		l := agent.log.String()
+		return strings.Contains(l, `"process":"sleep"`) && strings.Contains(l, "another process of the pod runs as the agent's UID")
+	})
+	if n := p.gauge("veneer_proxy_uid_processes"); n != 1 {
+		t.Errorf("veneer_proxy_uid_processes = %v; want 1 (the sleep, not agents of other pods)", n)
+	}
+}
