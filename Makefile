@@ -50,8 +50,10 @@ test: deps
 # tests run in make test at a smaller scale.
 RELIABILITY := TestLoad|TestRollingRestartUnderLoad|TestAgentKilledFailsClosed|TestAppDownAndRestarting|TestHostileHeads|TestSlowClients|TestConnectionFlood|TestAgentDrainsOnSIGTERM|TestRerunOverStaleRulesNeverBypasses|TestTCPAuthorization
 reliability: deps
-	VENEER_RELIABILITY=full CGO_ENABLED=1 $(GO) test -count=1 -v -timeout 30m -run '^($(RELIABILITY))$$' ./test/integration 2>&1 \
-	  | grep -E '^(--- |ok|FAIL|PASS)|(load|faults)_test.go:[0-9]+: (load|agent|rolling)'
+	@VENEER_RELIABILITY=full CGO_ENABLED=1 $(GO) test -count=1 -v -timeout 30m -run '^($(RELIABILITY))$$' ./test/integration \
+	  > reliability.log 2>&1; rc=$$?; \
+	  grep -E '^(--- |ok|FAIL|PASS)|_test.go:[0-9]+: ' reliability.log | grep -v '^\s*{'; \
+	  echo "(the whole output: reliability.log)"; exit $$rc
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
 FUZZTIME ?= 3s

@@ -225,7 +225,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	adminSrv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
 	var localSrv *http.Server
 	if o.AdminLocal != "" {
-		lln, err := net.Listen("tcp", o.AdminLocal)
+		lln, err := listen.Listen(ctx, o.AdminLocal, nil)
 		if err != nil {
 			aln.Close()
 			for _, sd := range sides {

@@ -87,6 +87,22 @@ func (s *Server) handle(c *net.TCPConn) {
 		start()
 		return
 	}
+	var early []byte
+	if pol.Protocol == ProtoAuto && s.http != nil {
+		got, proto, decided := sniff.Early(c, earlyWait)
+		if decided && proto != sniff.TCP {
+			// HTTP, told before connecting: the HTTP server's pooled
+			// connections to the app serve it.
+			h.Pre = got
+			s.http.ServeConn(h)
+			start()
+			return
+		}
+		early = got
+		if decided {
+			pol = &Policy{Protocol: ProtoTCP, ProxyProtocol: pol.ProxyProtocol} // client-first, not HTTP
+		}
+	}
 	ctx, cancel := context.WithTimeout(s.kill, s.cfg.ConnectTimeout)
 	up, err := s.dial(ctx, client, dst, pol)
 	cancel()
@@ -96,9 +112,9 @@ func (s *Server) handle(c *net.TCPConn) {
 		return
 	}
 	app := up.(*net.TCPConn)
-	var fromClient, fromApp []byte
+	fromClient, fromApp := early, []byte(nil)
 	if pol.Protocol == ProtoAuto && s.http != nil {
-		r := sniff.Sniff(c, app, pol.SniffTimeout)
+		r := sniff.Sniff(c, app, pol.SniffTimeout, early)
 		if r.Proto != sniff.TCP {
 			h.Pre, h.App = r.FromClient, app
 			s.http.ServeConn(h)
@@ -111,6 +127,10 @@ func (s *Server) handle(c *net.TCPConn) {
 	received, sent, end := s.forward(c, app, fromClient, fromApp)
 	c2.closed(received, sent, end)
 }
+
+// earlyWait is how long a connection on an auto port waits for the
+// client's first bytes before the agent connects to the app (sniff.Early).
+const earlyWait = 10 * time.Millisecond
 
 // conn is one captured connection's record, closed once.
 type conn struct {

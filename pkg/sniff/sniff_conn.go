@@ -16,10 +16,42 @@ type Result struct {
 // recognised request line decides within far fewer bytes.
 const maxPeek = 4096
 
+// Early reads what the client sends within wait, before anyone connects to
+// the app. Most HTTP clients send their request with the handshake, so an
+// HTTP connection is usually decided here and can use a pooled connection
+// to the app; a server-first protocol waits only this long for the agent to
+// connect. It returns what it read and whether that decided the protocol.
+// The conn is left without a deadline.
+func Early(client net.Conn, wait time.Duration) (got []byte, p Proto, decided bool) {
+	client.SetReadDeadline(time.Now().Add(wait))
+	defer client.SetReadDeadline(time.Time{})
+	buf := make([]byte, maxPeek)
+	for n := 0; n < len(buf); {
+		m, err := client.Read(buf[n:])
+		n += m
+		got = buf[:n]
+		switch Classify(got) {
+		case IsHTTP1:
+			return got, HTTP1, true
+		case IsHTTP2:
+			return got, HTTP2, true
+		case NotHTTP:
+			return got, TCP, true
+		}
+		if err != nil {
+			// Silence within wait, or a client that already closed: the
+			// app decides, or the copy sees the EOF.
+			return got, TCP, false
+		}
+	}
+	return got, TCP, true
+}
+
 // Sniff waits up to timeout for the first bytes from client or app and
-// decides the protocol. Both conns are left without deadlines. A client
-// that closes or fails before deciding is TCP, with what it sent.
-func Sniff(client, app net.Conn, timeout time.Duration) Result {
+// decides the protocol; already is what Early read. Both conns are left
+// without deadlines. A client that closes or fails before deciding is TCP,
+// with what it sent.
+func Sniff(client, app net.Conn, timeout time.Duration, already []byte) Result {
 	var r Result
 	// The deadline is set before the app's goroutine starts: that goroutine
 	// may move it to now at any moment, and nothing may move it back.
@@ -39,6 +71,8 @@ func Sniff(client, app net.Conn, timeout time.Duration) Result {
 	}()
 
 	buf := make([]byte, maxPeek)
+	n := copy(buf, already)
+	r.FromClient = buf[:n]
 	r.Proto = readClient(client, buf, &r.FromClient)
 
 	// Stop the app's read and collect what it got.
@@ -60,7 +94,15 @@ func Sniff(client, app net.Conn, timeout time.Duration) Result {
 // client stops (EOF, error) or its read deadline passes, and returns the
 // verdict.
 func readClient(client net.Conn, buf []byte, got *[]byte) Proto {
-	for n := 0; n < len(buf); {
+	switch Classify(*got) {
+	case IsHTTP1:
+		return HTTP1
+	case IsHTTP2:
+		return HTTP2
+	case NotHTTP:
+		return TCP
+	}
+	for n := len(*got); n < len(buf); {
 		m, err := client.Read(buf[n:])
 		n += m
 		*got = buf[:n]

@@ -85,7 +85,7 @@ func TestSniff(t *testing.T) {
 				timeout = 50 * time.Millisecond
 			}
 			done := make(chan Result, 1)
-			go func() { done <- Sniff(proxyClient, proxyApp, timeout) }()
+			go func() { done <- Sniff(proxyClient, proxyApp, timeout, nil) }()
 			var r Result
 			select {
 			case r = <-done:
@@ -103,5 +103,28 @@ func TestSniff(t *testing.T) {
 				t.Errorf("reading the app after Sniff: %v", err)
 			}
 		})
+	}
+}
+
+func TestEarly(t *testing.T) {
+	clientSide, proxyClient := pair(t)
+	clientSide.Write([]byte("GET / HTTP/1.1\r\n"))
+	got, p, decided := Early(proxyClient, time.Second)
+	if !decided || p != HTTP1 || string(got) != "GET / HTTP/1.1\r\n" {
+		t.Errorf("Early on an HTTP client = %q, %v, %v", got, p, decided)
+	}
+	// A silent client (a server-first protocol): undecided after the wait,
+	// and Sniff goes on from what was read.
+	clientSide2, proxyClient2 := pair(t)
+	clientSide2.Write([]byte("GE"))
+	got, _, decided = Early(proxyClient2, 20*time.Millisecond)
+	if decided || string(got) != "GE" {
+		t.Errorf("Early on a slow client = %q, decided %v; want GE, undecided", got, decided)
+	}
+	proxyApp, _ := pair(t)
+	clientSide2.Write([]byte("T / HTTP/1.1\r\n"))
+	r := Sniff(proxyClient2, proxyApp, time.Second, got)
+	if r.Proto != HTTP1 || string(r.FromClient) != "GET / HTTP/1.1\r\n" {
+		t.Errorf("Sniff after Early = %v %q", r.Proto, r.FromClient)
 	}
 }
