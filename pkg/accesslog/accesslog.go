@@ -37,7 +37,8 @@ const (
 	fAuth     = "authority"
 	fUpHost   = "upstream_host"
 	fClient   = "client_address"
-	fDir      = "direction" // veneer's own: inbound or outbound
+	fDir      = "direction"        // veneer's own: inbound or outbound
+	fFailure  = "upstream_failure" // veneer's own: why the app could not answer, when it could not
 )
 
 // Log writes access log lines to its logger.
@@ -80,14 +81,17 @@ func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
 	} else {
 		e = e.Str(fUpstream, "-")
 	}
-	e.Str(fXFF, xff).
+	e = e.Str(fXFF, xff).
 		Str(fUA, ua).
 		Str(fReqID, r.Header.Get("X-Request-Id")).
 		Str(fAuth, r.Host).
 		Stringer(fUpHost, ex.Upstream).
 		Stringer(fClient, ex.Client).
-		Str(fDir, ex.Direction).
-		Send()
+		Str(fDir, ex.Direction)
+	if f := ex.Failure(); f != "" {
+		e = e.Str(fFailure, f)
+	}
+	e.Send()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

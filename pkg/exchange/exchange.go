@@ -79,6 +79,18 @@ type Exchange struct {
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
 	received     atomic.Int64 // request body bytes read from the client
 	bodyErr      atomic.Pointer[error]
+	failure      atomic.Pointer[string] // why the app could not answer
+}
+
+// SetFailure records why the app could not answer (a dial or read error).
+func (e *Exchange) SetFailure(why string) { e.failure.Store(&why) }
+
+// Failure is why the app could not answer, or "".
+func (e *Exchange) Failure() string {
+	if p := e.failure.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Begin starts the record of r: it wraps w and r's body to count what

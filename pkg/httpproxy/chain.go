@@ -181,6 +181,7 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // closed or reset the connection; nothing when the client itself left.
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
+	exchange.From(ctx).SetFailure(err.Error())
 	switch {
 	case exchange.From(ctx).BodyErr() != nil && ctx.Err() == nil:
 		// The client's body, not the app, failed: a malformed chunk, or a

@@ -107,7 +107,13 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	s.h1 = &http.Transport{
 		DialContext:         s.dial,
 		DisableCompression:  true,
-		MaxIdleConnsPerHost: 256,
+		// Keep as many idle connections as were busy at the peak: closing
+		// the surplus after every burst leaves a TIME_WAIT per connection
+		// on the pod's own address, and under steady churn those use up the
+		// ports the agent connects from (EADDRNOTAVAIL: seen in the full
+		// load test with a limit of 256). Idle ones still close after
+		// UpstreamIdle.
+		MaxIdleConnsPerHost: 1 << 16,
 		IdleConnTimeout:     o.UpstreamIdle,
 	}
 	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true, IdleConnTimeout: o.UpstreamIdle}
