@@ -105,8 +105,8 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
 	// client did not send, and decompresses nothing.
 	s.h1 = &http.Transport{
-		DialContext:         s.dial,
-		DisableCompression:  true,
+		DialContext:        s.dial,
+		DisableCompression: true,
 		// Keep as many idle connections as were busy at the peak: closing
 		// the surplus after every burst leaves a TIME_WAIT per connection
 		// on the pod's own address, and under steady churn those use up the
