@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 BINARIES := bin/veneer-init bin/veneer-agent bin/localpod bin/veneerctl
 
-.PHONY: all build test fuzz reliability demo deps clean manifests images docker-test kind-test
+.PHONY: all build test fuzz reliability bench demo deps clean manifests images docker-test kind-test
 
 all: build
 
@@ -54,6 +54,15 @@ reliability: deps
 	  > reliability.log 2>&1; rc=$$?; \
 	  grep -E '^(--- |ok|FAIL|PASS)|_test.go:[0-9]+: ' reliability.log | grep -v '^\s*{'; \
 	  echo "(the whole output: reliability.log)"; exit $$rc
+
+# veneer against a direct connection, HAProxy and nginx, behind the same
+# REDIRECT in a local pod (test/bench); prints one table, kept in bench.md.
+bench: deps build
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v nginx >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light >/dev/null; }
+	$(GO) build -o bin/fastapp ./test/bench/fastapp
+	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
+	$(GO) run ./test/bench -bin bin | tee bench.md
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
 FUZZTIME ?= 3s

@@ -1,0 +1,426 @@
+// Command bench measures what veneer costs per request against a direct
+// connection and against the proxies users would use instead, all behind
+// the same REDIRECT rule in one local pod, with the cases interleaved round
+// by round so that machine drift hits all alike; medians are reported.
+// `make bench` builds what it needs and runs it as root.
+//
+//	go run ./test/bench -rounds 3 -duration 5s
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/veneermesh/veneer/pkg/localpod"
+)
+
+var (
+	rounds   = flag.Int("rounds", 3, "rounds of every case")
+	duration = flag.Duration("duration", 5*time.Second, "each wrk and fortio run")
+	bin      = flag.String("bin", "bin", "where veneer's binaries, fastapp and fortio are")
+)
+
+// A case is one way to reach the app: a REDIRECT target (0: no capture).
+type proxyCase struct {
+	name string
+	port int      // the REDIRECT target; 0 for direct
+	cmd  []string // the proxy, started once
+	uid  uint32
+	app  string // "fast" or "python"
+	proc *exec.Cmd
+}
+
+type result struct {
+	rps, p50, p90, p99, cpuPer1k, streamMBps []float64
+	rssIdle, rss1k                            float64
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	localpod.Delete("bench")
+	pod, err := localpod.Create("bench")
+	if err != nil {
+		return err
+	}
+	defer pod.Close()
+	dir, _ := os.MkdirTemp("", "veneer-bench-")
+	os.Chmod(dir, 0o755)
+	defer os.RemoveAll(dir)
+	abs := func(p string) string { a, _ := filepath.Abs(filepath.Join(*bin, p)); return a }
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // with nginx's and haproxy's workers
+			p.Wait()
+		}
+	}()
+	start := func(id uint32, args ...string) (*exec.Cmd, error) {
+		c := exec.Command(args[0], args[1:]...) // output to /dev/null: no pipe a worker could hold open
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := pod.Pod.Start(c, id); err != nil {
+			return nil, err
+		}
+		procs = append(procs, c)
+		return c, nil
+	}
+
+	// The apps: a fast one, and the seed's Python server on a 1 KiB file.
+	if _, err := start(65534, abs("fastapp"), "--listen", ":8080"); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte(strings.Repeat("a", 1024)), 0o644)
+	os.Chmod(filepath.Join(dir, "index.html"), 0o644)
+	if _, err := start(65534, "/usr/bin/python3", "-m", "http.server", "8081", "--directory", dir); err != nil {
+		return err
+	}
+
+	// veneer's configs: TCP passthrough, the default decorations, and every
+	// decoration configured but not firing.
+	cfg := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	tcpCfg := cfg("tcp.yaml", "default: {protocol: tcp}\n")
+	httpCfg := cfg("http.yaml", "default: {protocol: http, http: {requestId: true}}\n")
+	fullCfg := cfg("full.yaml", `default:
+  protocol: http
+  http:
+    requestId: true
+    tracing: true
+    forwarded: true
+    timeouts: {connect: 2s, request: 30s}
+    retries: {attempts: 2}
+    fault: {delay: {fixed: 1s, percent: 0}, abort: {status: 503, percent: 0}}
+    headers: {request: {set: {x-env: bench}}, response: {set: {x-served-by: veneer}}}
+    rateLimit: {requestsPerSecond: 10000000, burst: 10000000, perClient: {requestsPerSecond: 10000000, burst: 10000000}}
+    authz: {rules: [{action: deny, paths: [/never]}]}
+    circuitBreaker: {maxRequests: 100000}
+`)
+	agent := func(port int, config string) []string {
+		a := port - 15006 + 15000
+		return []string{abs("veneer-agent"), "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
+			"--admin-local", "", "--outbound-listen", "", "--config", config, "--max-connections", "0"}
+	}
+	pid := localpod.PodIP.String()
+	haTCP := cfg("haproxy-tcp.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend f\n  bind :15306\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
+	haHTTP := cfg("haproxy-http.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind :15406\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
+	ngx := cfg("nginx.conf", fmt.Sprintf("worker_processes 1;\npid %s/nginx.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:8080; keepalive 64; }\n  server {\n    listen 15506;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n", dir, pid))
+	cases := []*proxyCase{
+		{name: "direct", app: "fast"},
+		{name: "veneer tcp", port: 15006, cmd: agent(15006, tcpCfg), uid: 1337, app: "fast"},
+		{name: "veneer http (default decorations)", port: 15106, cmd: agent(15106, httpCfg), uid: 1337, app: "fast"},
+		{name: "veneer http (every decoration)", port: 15206, cmd: agent(15206, fullCfg), uid: 1337, app: "fast"},
+		{name: "haproxy tcp", port: 15306, cmd: []string{"haproxy", "-f", haTCP, "-db"}, app: "fast"},
+		{name: "haproxy http", port: 15406, cmd: []string{"haproxy", "-f", haHTTP, "-db"}, app: "fast"},
+		{name: "nginx proxy_pass", port: 15506, cmd: []string{"nginx", "-c", ngx, "-g", "daemon off;"}, app: "fast"},
+		{name: "python direct", app: "python"},
+		{name: "python via veneer http", port: 15106, app: "python"},
+	}
+	for _, c := range cases {
+		if c.cmd == nil {
+			continue
+		}
+		if c.proc, err = start(c.uid, c.cmd...); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	cases[8].proc = cases[2].proc
+	time.Sleep(time.Second)
+
+	capture := func(c *proxyCase) error {
+		ports := "8080"
+		if c.app == "python" {
+			ports = "8081"
+		}
+		args := []string{abs("veneer-init"), "--inbound-ports", ports, "--ipv6", "off"}
+		if c.port == 0 {
+			args = append(args, "--cleanup")
+		} else {
+			args = append(args, "--proxy-port", strconv.Itoa(c.port), "--admin-port", "15999")
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		out, err := runIn(pod.Pod, cmd, 0)
+		if err != nil {
+			return fmt.Errorf("veneer-init: %v %s", err, out)
+		}
+		return nil
+	}
+	url := func(c *proxyCase, path string) string {
+		port := 8080
+		if c.app == "python" {
+			port = 8081
+		}
+		return fmt.Sprintf("http://%s:%d%s", pid, port, path)
+	}
+
+	res := map[string]*result{}
+	for _, c := range cases {
+		res[c.name] = &result{}
+	}
+	for r := 1; r <= *rounds; r++ {
+		for _, c := range cases {
+			if err := capture(c); err != nil {
+				return err
+			}
+			rr := res[c.name]
+			rps, err := wrk(pod, url(c, "/"))
+			if err != nil {
+				return fmt.Errorf("%s: wrk: %w", c.name, err)
+			}
+			rr.rps = append(rr.rps, rps)
+			cpu0 := cpuSeconds(c.proc)
+			lat, err := fortio(pod, abs("fortio"), url(c, "/"))
+			if err != nil {
+				return fmt.Errorf("%s: fortio: %w", c.name, err)
+			}
+			if c.proc != nil {
+				rr.cpuPer1k = append(rr.cpuPer1k, (cpuSeconds(c.proc)-cpu0)/duration.Seconds())
+			}
+			rr.p50, rr.p90, rr.p99 = append(rr.p50, lat[0]), append(rr.p90, lat[1]), append(rr.p99, lat[2])
+			if c.app == "fast" {
+				mbps, err := stream(pod, url(c, "/big?size=1073741824"))
+				if err != nil {
+					return fmt.Errorf("%s: stream: %w", c.name, err)
+				}
+				rr.streamMBps = append(rr.streamMBps, mbps)
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-36s %8.0f req/s  p50 %.3f ms\n", r, c.name, rps, lat[0])
+		}
+	}
+	// Memory: idle, and with 1,000 idle keep-alive client connections.
+	for _, c := range cases[1:7] {
+		if err := capture(c); err != nil {
+			return err
+		}
+		res[c.name].rssIdle = rssMiB(c.proc)
+		closeAll := holdConnections(pod, url(c, "/"), 1000)
+		res[c.name].rss1k = rssMiB(c.proc)
+		closeAll()
+	}
+	capture(cases[0])
+	report(cases, res)
+	return nil
+}
+
+func runIn(ns *localpod.NS, cmd *exec.Cmd, id uint32) (string, error) {
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := ns.Run(cmd, id)
+	return out.String(), err
+}
+
+var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// wrk is maximum throughput: 2 threads, 64 keep-alive connections.
+func wrk(pod *localpod.Pod, url string) (float64, error) {
+	out, err := runIn(pod.Client, exec.Command("wrk", "-t2", "-c64", "-d"+duration.String(), url), 0)
+	if err != nil {
+		return 0, fmt.Errorf("%v: %s", err, out)
+	}
+	m := rpsRE.FindStringSubmatch(out)
+	if m == nil || strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+		return 0, fmt.Errorf("wrk: %s", out)
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+// fortio is the latency at a fixed 1,000 requests/s: p50, p90, p99 in ms.
+func fortio(pod *localpod.Pod, fortio, url string) ([3]float64, error) {
+	cmd := exec.Command(fortio, "load", "-quiet", "-qps", "1000", "-c", "16", "-t", duration.String(), "-json", "-", url)
+	var stdout strings.Builder
+	cmd.Stdout = &stdout // the JSON; the summary on stderr is not wanted
+	if err := pod.Client.Run(cmd, 0); err != nil {
+		return [3]float64{}, fmt.Errorf("%v: %.500s", err, stdout.String())
+	}
+	out := stdout.String()
+	var r struct {
+		DurationHistogram struct {
+			Percentiles []struct {
+				Percentile float64
+				Value      float64
+			}
+		}
+		RetCodes map[string]int
+	}
+	if i := strings.Index(out, "{"); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return [3]float64{}, fmt.Errorf("fortio output: %v", err)
+	}
+	var v [3]float64
+	for _, p := range r.DurationHistogram.Percentiles {
+		switch p.Percentile {
+		case 50:
+			v[0] = p.Value * 1000
+		case 90:
+			v[1] = p.Value * 1000
+		case 99:
+			v[2] = p.Value * 1000
+		}
+	}
+	return v, nil
+}
+
+// stream is the throughput of one 1 GiB response, in MB/s.
+func stream(pod *localpod.Pod, url string) (float64, error) {
+	out, err := runIn(pod.Client, exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url), 0)
+	if err != nil {
+		return 0, fmt.Errorf("%v: %s", err, out)
+	}
+	var size, secs float64
+	fmt.Sscan(out, &size, &secs)
+	if size != 1<<30 {
+		return 0, fmt.Errorf("downloaded %v bytes", size)
+	}
+	return size / secs / 1e6, nil
+}
+
+// holdConnections opens n keep-alive connections from the client namespace,
+// one request each, and keeps them open until the returned func.
+func holdConnections(pod *localpod.Pod, url string, n int) func() {
+	var clients []*http.Client
+	for i := 0; i < n; i++ {
+		c := &http.Client{Transport: &http.Transport{DialContext: pod.Client.DialContext}}
+		if resp, err := c.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		clients = append(clients, c)
+	}
+	time.Sleep(500 * time.Millisecond)
+	return func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}
+}
+
+// cpuSeconds is the CPU time of a process and its children (nginx's and
+// haproxy's workers), from /proc.
+func cpuSeconds(c *exec.Cmd) float64 {
+	if c == nil {
+		return 0
+	}
+	total := 0.0
+	for _, pid := range tree(c.Process.Pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		total += (utime + stime) / 100 // USER_HZ
+	}
+	return total
+}
+
+// rssMiB is the resident memory of a process and its children.
+func rssMiB(c *exec.Cmd) float64 {
+	total := 0.0
+	for _, pid := range tree(c.Process.Pid) {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+				kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+				total += kb / 1024
+			}
+		}
+		f.Close()
+	}
+	return total
+}
+
+func tree(root int) []int {
+	pids := []int{root}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if ppid, _ := strconv.Atoi(f[1]); ppid == root {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func report(cases []*proxyCase, res map[string]*result) {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(b); m != nil {
+			cpu = string(m[1])
+		}
+	}
+	relb, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	rel := strings.TrimSpace(string(relb))
+	fmt.Printf("Machine: %d cores (%s), Linux %s, %s; client (wrk, fortio), proxy and app share the cores.\n", runtime.NumCPU(), cpu, rel, runtime.Version())
+	fmt.Printf("Medians of %d interleaved rounds; wrk -t2 -c64 -d%s; latency with fortio at 1,000 req/s (16 connections, %s); CPU of the proxy during that run; 1 KiB responses.\n\n", *rounds, *duration, *duration)
+	fmt.Println("| case | req/s (wrk) | of direct | p50 ms | p90 ms | p99 ms | added p50 ms | proxy CPU (cores) at 1k req/s | RSS idle MiB | RSS 1k conns MiB | 1 GiB stream MB/s | of direct |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	base := map[string]*result{"fast": res["direct"], "python": res["python direct"]}
+	for _, c := range cases {
+		r, b := res[c.name], base[c.app]
+		row := fmt.Sprintf("| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %+.3f | ", c.name, median(r.rps), median(r.rps)/median(b.rps),
+			median(r.p50), median(r.p90), median(r.p99), median(r.p50)-median(b.p50))
+		if c.proc != nil {
+			row += fmt.Sprintf("%.3f | ", median(r.cpuPer1k))
+		} else {
+			row += "- | "
+		}
+		if r.rssIdle > 0 {
+			row += fmt.Sprintf("%.1f | %.1f | ", r.rssIdle, r.rss1k)
+		} else {
+			row += "- | - | "
+		}
+		if len(r.streamMBps) > 0 {
+			row += fmt.Sprintf("%.0f | %.2f |", median(r.streamMBps), median(r.streamMBps)/median(b.streamMBps))
+		} else {
+			row += "- | - |"
+		}
+		fmt.Println(row)
+	}
+}
+
