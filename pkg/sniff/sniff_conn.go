@@ -26,25 +26,10 @@ func Early(client net.Conn, wait time.Duration) (got []byte, p Proto, decided bo
 	client.SetReadDeadline(time.Now().Add(wait))
 	defer client.SetReadDeadline(time.Time{})
 	buf := make([]byte, maxPeek)
-	for n := 0; n < len(buf); {
-		m, err := client.Read(buf[n:])
-		n += m
-		got = buf[:n]
-		switch Classify(got) {
-		case IsHTTP1:
-			return got, HTTP1, true
-		case IsHTTP2:
-			return got, HTTP2, true
-		case NotHTTP:
-			return got, TCP, true
-		}
-		if err != nil {
-			// Silence within wait, or a client that already closed: the
-			// app decides, or the copy sees the EOF.
-			return got, TCP, false
-		}
-	}
-	return got, TCP, true
+	// Silence within wait, or a client that already closed, is undecided:
+	// the app decides, or the copy sees the EOF.
+	p, decided = readClient(client, buf, &got)
+	return got, p, decided
 }
 
 // Sniff waits up to timeout for the first bytes from client or app and
@@ -73,7 +58,7 @@ func Sniff(client, app net.Conn, timeout time.Duration, already []byte) Result {
 	buf := make([]byte, maxPeek)
 	n := copy(buf, already)
 	r.FromClient = buf[:n]
-	r.Proto = readClient(client, buf, &r.FromClient)
+	r.Proto, _ = readClient(client, buf, &r.FromClient)
 
 	// Stop the app's read and collect what it got.
 	app.SetReadDeadline(time.Now())
@@ -90,33 +75,33 @@ func Sniff(client, app net.Conn, timeout time.Duration, already []byte) Result {
 	return r
 }
 
-// readClient reads the client's first bytes into buf until they decide, the
-// client stops (EOF, error) or its read deadline passes, and returns the
-// verdict.
-func readClient(client net.Conn, buf []byte, got *[]byte) Proto {
-	switch Classify(*got) {
-	case IsHTTP1:
-		return HTTP1
-	case IsHTTP2:
-		return HTTP2
-	case NotHTTP:
-		return TCP
-	}
-	for n := len(*got); n < len(buf); {
+// readClient reads the client's first bytes into buf, after the *got it
+// already holds, until they decide, the client stops (EOF, error) or its
+// read deadline passes. Undecided is TCP.
+func readClient(client net.Conn, buf []byte, got *[]byte) (Proto, bool) {
+	for n := len(*got); ; {
+		if p, ok := decide(*got); ok || n == len(buf) {
+			return p, ok || n == len(buf)
+		}
 		m, err := client.Read(buf[n:])
 		n += m
 		*got = buf[:n]
-		switch Classify(*got) {
-		case IsHTTP1:
-			return HTTP1
-		case IsHTTP2:
-			return HTTP2
-		case NotHTTP:
-			return TCP
-		}
 		if err != nil {
-			return TCP
+			p, ok := decide(*got)
+			return p, ok
 		}
 	}
-	return TCP
+}
+
+// decide is what Classify's verdict on b means, and whether it is final.
+func decide(b []byte) (Proto, bool) {
+	switch Classify(b) {
+	case IsHTTP1:
+		return HTTP1, true
+	case IsHTTP2:
+		return HTTP2, true
+	case NotHTTP:
+		return TCP, true
+	}
+	return TCP, false
 }
