@@ -8,6 +8,7 @@ package admin
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,8 +53,12 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeH
 //
 //	POST /drain                  start a drain, as SIGTERM does
 //	PUT  /log-level?level=debug  debug, info, warn or error
+//	GET  /debug/pprof/           Go's profiles, for measuring the agent under load
 func Local(drain func(), setLevel func(string) error) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 		drain()
 		w.Write([]byte("draining\n"))

@@ -76,7 +76,17 @@ func TestLocal(t *testing.T) {
 	if rec.Code != 200 || level != "debug" {
 		t.Errorf("PUT /log-level?level=debug = %d, level %q", rec.Code, level)
 	}
-	// The public handler has neither.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 {
+		t.Errorf("GET /debug/pprof/ on the local handler = %d; want 200", rec.Code)
+	}
+	// The public handler has none of these.
+	rec = httptest.NewRecorder()
+	New(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code == 200 {
+		t.Error("the public admin handler serves profiles")
+	}
 	rec = httptest.NewRecorder()
 	New(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("POST", "/drain", nil))
 	if rec.Code == 200 {
