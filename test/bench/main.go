@@ -46,7 +46,7 @@ type proxyCase struct {
 
 type result struct {
 	rps, p50, p90, p99, cpuPer1k, streamMBps []float64
-	rssIdle, rss1k                            float64
+	rssIdle, rss1k                           float64
 }
 
 func main() {
@@ -427,4 +427,3 @@ func report(cases []*proxyCase, res map[string]*result) {
 		fmt.Println(row)
 	}
 }
-
