@@ -369,3 +369,19 @@ func (p *pod) listenPod(addr string) <-chan netip.AddrPort {
 }
 
 func port(p uint16) string { return strconv.Itoa(int(p)) }
+
+// firstRead connects from the client namespace to the pod's port, sends
+// nothing, and returns the error of the connection or of its first read
+// (nil if a byte arrived): a refused or reset connection shows here.
+func (p *pod) firstRead(port int) error {
+	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", localpod.PodIP, port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	return err
+}
+
+func isReset(err error) bool { return err != nil && strings.Contains(err.Error(), "reset") }
