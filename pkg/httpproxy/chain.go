@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
@@ -196,7 +197,7 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(499) // logged only: the client is gone
 	case retry.IsConnectFailure(err) || errors.Is(err, os.ErrDeadlineExceeded):
 		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamFailure, "the app is not reachable")
-	case errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "EOF"):
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamReset, "the app closed the connection before answering")
 	default:
 		exchange.Reply(w, r, http.StatusBadGateway, exchange.UpstreamReset, "the app's response was not valid HTTP")

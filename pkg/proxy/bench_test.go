@@ -36,45 +36,21 @@ func readWrite(size int) func(dst, src *net.TCPConn) (int64, error) {
 
 // forwarder is a minimal proxy in front of dst that copies with copy.
 func forwarder(b *testing.B, dst netip.AddrPort, copy func(dst, src *net.TCPConn) (int64, error)) string {
-	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.AcceptTCP()
-			if err != nil {
-				return
-			}
-			up, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(dst))
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { copy(up, c); up.CloseWrite() }()
-			go func() { copy(c, up); c.Close(); up.Close() }()
+	return app(b, func(c *net.TCPConn) {
+		up, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(dst))
+		if err != nil {
+			c.Close()
+			return
 		}
-	}()
-	return l.Addr().String()
+		go func() { copy(up, c); up.CloseWrite() }()
+		copy(c, up)
+		c.Close()
+		up.Close()
+	}).String()
 }
 
 func echoServer(b *testing.B) netip.AddrPort {
-	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort()
+	return app(b, func(c *net.TCPConn) { io.Copy(c, c); c.Close() })
 }
 
 // BenchmarkSmallExchange: one 1 KiB request and its echo per op, on one
@@ -110,21 +86,8 @@ func BenchmarkSmallExchange(b *testing.B) {
 func BenchmarkBulk(b *testing.B) {
 	for name, copy := range strategies {
 		b.Run(name, func(b *testing.B) {
-			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			go func() {
-				for {
-					c, err := l.AcceptTCP()
-					if err != nil {
-						return
-					}
-					go func() { io.Copy(io.Discard, c); c.Close() }()
-				}
-			}()
-			addr := forwarder(b, l.Addr().(*net.TCPAddr).AddrPort(), copy)
+			sink := app(b, func(c *net.TCPConn) { io.Copy(io.Discard, c); c.Close() })
+			addr := forwarder(b, sink, copy)
 			chunk := make([]byte, 1<<20)
 			const size = 64 << 20
 			b.SetBytes(size)

@@ -67,8 +67,9 @@ type Server struct {
 	http    HTTPServer
 
 	policies   atomic.Pointer[Policies]
-	open       atomic.Int64 // connections accepted and not yet closed
-	lastAccept atomic.Int64 // when a connection was last accepted, Unix nanoseconds
+	open       atomic.Int64       // connections accepted and not yet closed
+	rejected   prometheus.Counter // past MaxConnections, resolved once
+	lastAccept atomic.Int64       // when a connection was last accepted, Unix nanoseconds
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -124,6 +125,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		killNow:    killNow,
 		shutdownCh: make(chan struct{}),
 		http:       cfg.HTTP,
+		rejected:   m.rejected.WithLabelValues(cfg.Direction),
 	}
 	s.policies.Store(defaultPolicies)
 	return s, nil
@@ -167,13 +169,11 @@ func (s *Server) Serve(l *net.TCPListener) error {
 		s.lastAccept.Store(time.Now().UnixNano())
 		// Over the limit: refused at once, so that a flood costs the agent
 		// no goroutine and no memory.
-		if s.cfg.MaxConnections > 0 && s.open.Add(1) > int64(s.cfg.MaxConnections) {
+		if n := s.open.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
 			s.open.Add(-1)
 			reset(c)
-			s.metrics.rejected.WithLabelValues(s.cfg.Direction).Inc()
+			s.rejected.Inc()
 			continue
-		} else if s.cfg.MaxConnections <= 0 {
-			s.open.Add(1)
 		}
 		s.conns.Add(1)
 		s.starting.Add(1)

@@ -50,8 +50,9 @@ func start(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.R
 	return s, reg, l.Addr().String()
 }
 
-// app runs handle for every connection on a loopback listener.
-func app(t *testing.T, handle func(*net.TCPConn)) netip.AddrPort {
+// app runs handle for every connection on a loopback listener; the
+// benchmarks' forwarder, echo and sink are apps too.
+func app(t testing.TB, handle func(*net.TCPConn)) netip.AddrPort {
 	t.Helper()
 	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

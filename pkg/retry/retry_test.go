@@ -85,3 +85,26 @@ func TestIsConnectFailure(t *testing.T) {
 		t.Error("IsConnectFailure misclassifies")
 	}
 }
+
+// The budget: retries in flight at most Budget percent of requests in
+// flight, and at least 3.
+func TestBudget(t *testing.T) {
+	rt := New(cfg("connect-failure"), &script{steps: []any{200}})
+	for i := 0; i < 3; i++ {
+		if !rt.withinBudget() {
+			t.Fatalf("retry %d refused with nothing in flight; want 3 allowed", i+1)
+		}
+	}
+	if rt.withinBudget() {
+		t.Error("a 4th concurrent retry with nothing in flight allowed; want the floor of 3")
+	}
+	rt.inFlight.Store(100) // 20% of 100: 20 retries at once
+	for i := 3; i < 20; i++ {
+		if !rt.withinBudget() {
+			t.Fatalf("retry %d refused with 100 requests in flight; want 20 allowed", i+1)
+		}
+	}
+	if rt.withinBudget() {
+		t.Error("a 21st concurrent retry allowed; want 20% of 100")
+	}
+}

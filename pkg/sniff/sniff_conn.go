@@ -55,9 +55,13 @@ func Sniff(client, app net.Conn, timeout time.Duration, already []byte) Result {
 		}
 	}()
 
-	buf := make([]byte, maxPeek)
-	n := copy(buf, already)
-	r.FromClient = buf[:n]
+	// Early's buffer, when it is one, goes on being filled.
+	buf := already[:cap(already)]
+	if len(buf) < maxPeek {
+		buf = make([]byte, maxPeek)
+		copy(buf, already)
+	}
+	r.FromClient = buf[:len(already)]
 	r.Proto, _ = readClient(client, buf, &r.FromClient)
 
 	// Stop the app's read and collect what it got.
