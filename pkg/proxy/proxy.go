@@ -75,11 +75,11 @@ type Server struct {
 	listeners []net.Listener
 	closing   bool
 
-	conns sync.WaitGroup
+	conns tracker
 	// starting counts connections not yet forwarding or handed to the HTTP
 	// server: a drain lets them reach one or the other before the HTTP
 	// server stops taking connections.
-	starting sync.WaitGroup
+	starting tracker
 	// kill ends every open connection when the drain runs out of time.
 	kill       context.Context
 	killNow    context.CancelFunc
@@ -175,8 +175,8 @@ func (s *Server) Serve(l *net.TCPListener) error {
 			s.rejected.Inc()
 			continue
 		}
-		s.conns.Add(1)
-		s.starting.Add(1)
+		s.conns.Add()
+		s.starting.Add()
 		go s.handle(c)
 	}
 }
