@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/rawhead"
 	"github.com/veneermesh/veneer/pkg/stats"
+	"github.com/veneermesh/veneer/pkg/upstream"
 )
 
 // Server serves the HTTP connections handed to it.
@@ -51,8 +53,9 @@ type Server struct {
 
 	srv   *http.Server
 	ln    *handoff
-	h1    *http.Transport // HTTP/1.1 to the app, pooled keep-alive connections
-	h2c   *http.Transport // HTTP/2 without TLS, for h2c clients (gRPC)
+	h1    *upstream.Transport // HTTP/1.1 to the app on the handler's goroutine, pooled
+	std   *http.Transport     // net/http's, for what h1 passes on (upgrades, large bodies)
+	h2c   *http.Transport     // HTTP/2 without TLS, for h2c clients (gRPC)
 	table atomic.Pointer[table]
 }
 
@@ -104,7 +107,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	h2.SetUnencryptedHTTP2(true)
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
 	// client did not send, and decompresses nothing.
-	s.h1 = &http.Transport{
+	s.std = &http.Transport{
 		DialContext:        s.dial,
 		DisableCompression: true,
 		// Keep as many idle connections as were busy at the peak: closing
@@ -116,6 +119,8 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		MaxIdleConnsPerHost: 1 << 16,
 		IdleConnTimeout:     o.UpstreamIdle,
 	}
+	s.h1 = upstream.New(func(ctx context.Context, addr string) (net.Conn, error) { return s.dial(ctx, "tcp", addr) },
+		o.UpstreamIdle, s.std)
 	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true, IdleConnTimeout: o.UpstreamIdle}
 	serverProtos := new(http.Protocols)
 	serverProtos.SetHTTP1(true)
@@ -179,7 +184,8 @@ func (s *Server) StartDrain() { s.draining.Store(true) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StartDrain()
 	s.ln.Close()
-	defer s.h1.CloseIdleConnections()
+	defer s.h1.CloseIdle()
+	defer s.std.CloseIdleConnections()
 	defer s.h2c.CloseIdleConnections()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -232,12 +238,13 @@ type conn struct {
 	// pool.
 	dialOwn func(ctx context.Context) (net.Conn, error)
 	ownOnce sync.Once
-	own     [2]*http.Transport // HTTP/1.1 and h2c
+	ownH1   *upstream.Transport
+	own     [2]*http.Transport // net/http's HTTP/1.1 (ownH1's fallback) and h2c
 }
 
 // transport is the transport for a request of this connection: the shared
 // pool, or the connection's own.
-func (c *conn) transport(s *Server, h2 bool) *http.Transport {
+func (c *conn) transport(s *Server, h2 bool) http.RoundTripper {
 	if c.dialOwn == nil {
 		if h2 {
 			return s.h2c
@@ -257,15 +264,17 @@ func (c *conn) transport(s *Server, h2 bool) *http.Transport {
 			}
 			return &appConn{Conn: a}, nil
 		}
-		c.own[0] = s.h1.Clone()
+		c.own[0] = s.std.Clone()
 		c.own[0].DialContext = dial
 		c.own[1] = s.h2c.Clone()
 		c.own[1].DialContext = dial
+		c.ownH1 = upstream.New(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) },
+			s.std.IdleConnTimeout, c.own[0])
 	})
 	if h2 {
 		return c.own[1]
 	}
-	return c.own[0]
+	return c.ownH1
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -316,6 +325,9 @@ func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.s.live.Delete(c)
 		c.s.liveCount.Add(-1)
+		if c.ownH1 != nil {
+			c.ownH1.CloseIdle()
+		}
 		for _, t := range c.own {
 			if t != nil {
 				t.CloseIdleConnections()
@@ -376,6 +388,14 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 type appConn struct {
 	net.Conn
 	names rawhead.Head // what the app's raw response heads said
+}
+
+// SyscallConn is the socket's, for the pool's liveness check.
+func (c *appConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c *appConn) Read(b []byte) (int, error) {

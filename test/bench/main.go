@@ -32,6 +32,7 @@ var (
 	rounds   = flag.Int("rounds", 3, "rounds of every case")
 	duration = flag.Duration("duration", 5*time.Second, "each wrk and fortio run")
 	bin      = flag.String("bin", "bin", "where veneer's binaries, fastapp and fortio are")
+	only     = flag.String("cases", "", "measure only the cases whose names match this regular expression")
 )
 
 // A case is one way to reach the app: a REDIRECT target (0: no capture).
@@ -148,6 +149,11 @@ func run() error {
 	}
 	cases[8].proc = cases[2].proc
 	time.Sleep(time.Second)
+	sel, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-cases: %w", err)
+	}
+	cases = slices.DeleteFunc(cases, func(c *proxyCase) bool { return !sel.MatchString(c.name) })
 
 	capture := func(c *proxyCase) error {
 		ports := "8080"
@@ -210,7 +216,10 @@ func run() error {
 		}
 	}
 	// Memory: idle, and with 1,000 idle keep-alive client connections.
-	for _, c := range cases[1:7] {
+	for _, c := range cases {
+		if c.proc == nil || c.app != "fast" {
+			continue
+		}
 		if err := capture(c); err != nil {
 			return err
 		}
@@ -219,7 +228,7 @@ func run() error {
 		res[c.name].rss1k = rssMiB(c.proc)
 		closeAll()
 	}
-	capture(cases[0])
+	capture(&proxyCase{}) // no capture left behind
 	report(cases, res)
 	return nil
 }
@@ -407,6 +416,9 @@ func report(cases []*proxyCase, res map[string]*result) {
 	base := map[string]*result{"fast": res["direct"], "python": res["python direct"]}
 	for _, c := range cases {
 		r, b := res[c.name], base[c.app]
+		if b == nil {
+			b = &result{} // its direct case not measured: ratios print NaN
+		}
 		row := fmt.Sprintf("| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %+.3f | ", c.name, median(r.rps), median(r.rps)/median(b.rps),
 			median(r.p50), median(r.p90), median(r.p99), median(r.p50)-median(b.p50))
 		if c.proc != nil {

@@ -179,13 +179,12 @@ func TestLoad(t *testing.T) {
 	}
 	p.waitFor("every connection closed", func() bool { return p.metric("veneer_tcp_active_connections", "9090") == 0 })
 	var after usage
-	p.waitFor("goroutines back to the baseline", func() bool {
+	// Pooled connections to the app close within a second of their idle
+	// timeout: wait for it.
+	p.waitFor("goroutines and open files back to the baseline", func() bool {
 		after = p.usage()
-		return after.goroutines <= before.goroutines+5
+		return after.goroutines <= before.goroutines+5 && after.fds <= before.fds+5
 	})
-	if after.fds > before.fds+5 {
-		t.Errorf("open file descriptors: %v before, %v after; want no growth", before.fds, after.fds)
-	}
 	// The heap is only given back at the next collection, which an idle
 	// agent runs within two minutes (the runtime forces one): wait for it.
 	for wait := time.Now().Add(150 * time.Second); after.heapMiB > before.heapMiB+16 && time.Now().Before(wait); {
