@@ -42,6 +42,9 @@ type proxyCase struct {
 	cmd  []string // the proxy, started once
 	uid  uint32
 	app  string // "fast" or "python"
+	// bare: no proxy, a second copy of the app behind the REDIRECT rule:
+	// what the capture alone (nat and conntrack) costs.
+	bare bool
 	proc *exec.Cmd
 }
 
@@ -130,6 +133,7 @@ func run() error {
 	ngx := cfg("nginx.conf", fmt.Sprintf("worker_processes 1;\npid %s/nginx.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:8080; keepalive 64; }\n  server {\n    listen 15506;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n", dir, pid))
 	cases := []*proxyCase{
 		{name: "direct", app: "fast"},
+		{name: "REDIRECT alone (no proxy)", port: 15606, cmd: []string{abs("fastapp"), "--listen", ":15606"}, uid: 65534, app: "fast", bare: true},
 		{name: "veneer tcp", port: 15006, cmd: agent(15006, tcpCfg), uid: 1337, app: "fast"},
 		{name: "veneer http (default decorations)", port: 15106, cmd: agent(15106, httpCfg), uid: 1337, app: "fast"},
 		{name: "veneer http (every decoration)", port: 15206, cmd: agent(15206, fullCfg), uid: 1337, app: "fast"},
@@ -147,7 +151,7 @@ func run() error {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
-	cases[8].proc = cases[2].proc
+	cases[9].proc = cases[3].proc
 	time.Sleep(time.Second)
 	sel, err := regexp.Compile(*only)
 	if err != nil {
@@ -201,7 +205,7 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("%s: fortio: %w", c.name, err)
 			}
-			if c.proc != nil {
+			if c.proc != nil && !c.bare {
 				rr.cpuPer1k = append(rr.cpuPer1k, (cpuSeconds(c.proc)-cpu0)/duration.Seconds())
 			}
 			rr.p50, rr.p90, rr.p99 = append(rr.p50, lat[0]), append(rr.p90, lat[1]), append(rr.p99, lat[2])
@@ -217,7 +221,7 @@ func run() error {
 	}
 	// Memory: idle, and with 1,000 idle keep-alive client connections.
 	for _, c := range cases {
-		if c.proc == nil || c.app != "fast" {
+		if c.proc == nil || c.bare || c.app != "fast" {
 			continue
 		}
 		if err := capture(c); err != nil {
@@ -421,7 +425,7 @@ func report(cases []*proxyCase, res map[string]*result) {
 		}
 		row := fmt.Sprintf("| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %+.3f | ", c.name, median(r.rps), median(r.rps)/median(b.rps),
 			median(r.p50), median(r.p90), median(r.p99), median(r.p50)-median(b.p50))
-		if c.proc != nil {
+		if c.proc != nil && !c.bare {
 			row += fmt.Sprintf("%.3f | ", median(r.cpuPer1k))
 		} else {
 			row += "- | "
