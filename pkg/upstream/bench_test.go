@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -19,8 +18,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	defer app.Close()
 	std := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer std.CloseIdleConnections()
-	d := net.Dialer{}
-	own := New(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, 0, std)
+	own := New(new(net.Dialer).DialContext, 0, std)
 	defer own.CloseIdle()
 	for _, c := range []struct {
 		name string

@@ -42,8 +42,9 @@ const maxBody = 64 << 10
 // TIME_WAITs that use up the agent's source ports under churn.
 const maxIdle = 1 << 16
 
-// Dial opens a connection to addr ("host:port").
-type Dial func(ctx context.Context, addr string) (net.Conn, error)
+// Dial opens a connection to addr ("host:port") on network ("tcp"), as
+// net.Dialer's DialContext and http.Transport's DialContext do.
+type Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Transport is an http.RoundTripper for HTTP/1.1 to plain-text upstreams.
 type Transport struct {
@@ -174,7 +175,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 		}
 		pc.close()
 	}
-	c, err := p.t.dial(ctx, p.addr)
+	c, err := p.t.dial(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}

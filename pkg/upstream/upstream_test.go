@@ -24,7 +24,7 @@ type app struct {
 	closed chan struct{} // a value for every connection closed
 }
 
-func newApp(t *testing.T, h http.HandlerFunc) *app {
+func newApp(t *testing.T, h http.HandlerFunc, configure ...func(*http.Server)) *app {
 	a := &app{closed: make(chan struct{}, 100)}
 	a.Server = httptest.NewUnstartedServer(h)
 	a.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -37,6 +37,9 @@ func newApp(t *testing.T, h http.HandlerFunc) *app {
 			default:
 			}
 		}
+	}
+	for _, c := range configure {
+		c(a.Config)
 	}
 	a.Start()
 	t.Cleanup(a.Close)
@@ -53,8 +56,7 @@ func (f *countingFallback) RoundTrip(req *http.Request) (*http.Response, error) 
 
 func newTransport(idle time.Duration) (*Transport, *countingFallback) {
 	fb := &countingFallback{}
-	d := net.Dialer{}
-	return New(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, idle, fb), fb
+	return New(new(net.Dialer).DialContext, idle, fb), fb
 }
 
 func get(t *testing.T, tr http.RoundTripper, req *http.Request) (int, string) {
@@ -285,6 +287,29 @@ func TestUnsolicitedBytesRetireTheConnection(t *testing.T) {
 		want := fmt.Sprintf("c%d", i)
 		if code, got := get(t, tr, request(t, "GET", "http://"+l.Addr().String(), nil)); code != 200 || got != want {
 			t.Errorf("request %d: got %d %q; want 200 %q", i, code, got, want)
+		}
+	}
+}
+
+func TestAppClosedConnectionsAreSwept(t *testing.T) {
+	// The app closes idle connections after 20ms; the pool would keep
+	// them a minute: the sweep notices the app's close.
+	a := newApp(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) },
+		func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
+	tr, _ := newTransport(time.Minute)
+	get(t, tr, request(t, "GET", a.URL, nil))
+	p := tr.pool(a.Listener.Addr().String())
+	idle := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.idle)
+	}
+	if n := idle(); n != 1 {
+		t.Fatalf("pooled connections after a response: %d; want 1", n)
+	}
+	for deadline := time.Now().Add(5 * sweepEvery); idle() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a connection the app closed is still pooled %v later", 5*sweepEvery)
 		}
 	}
 }

@@ -131,17 +131,20 @@ func run() error {
 	haTCP := cfg("haproxy-tcp.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend f\n  bind :15306\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
 	haHTTP := cfg("haproxy-http.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind :15406\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
 	ngx := cfg("nginx.conf", fmt.Sprintf("worker_processes 1;\npid %s/nginx.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:8080; keepalive 64; }\n  server {\n    listen 15506;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n", dir, pid))
+	// The Python case goes through the agent of the default decorations.
+	httpDefault := &proxyCase{name: "veneer http (default decorations)", port: 15106, cmd: agent(15106, httpCfg), uid: 1337, app: "fast"}
+	viaVeneer := &proxyCase{name: "python via veneer http", port: 15106, app: "python"}
 	cases := []*proxyCase{
 		{name: "direct", app: "fast"},
 		{name: "REDIRECT alone (no proxy)", port: 15606, cmd: []string{abs("fastapp"), "--listen", ":15606"}, uid: 65534, app: "fast", bare: true},
 		{name: "veneer tcp", port: 15006, cmd: agent(15006, tcpCfg), uid: 1337, app: "fast"},
-		{name: "veneer http (default decorations)", port: 15106, cmd: agent(15106, httpCfg), uid: 1337, app: "fast"},
+		httpDefault,
 		{name: "veneer http (every decoration)", port: 15206, cmd: agent(15206, fullCfg), uid: 1337, app: "fast"},
 		{name: "haproxy tcp", port: 15306, cmd: []string{"haproxy", "-f", haTCP, "-db"}, app: "fast"},
 		{name: "haproxy http", port: 15406, cmd: []string{"haproxy", "-f", haHTTP, "-db"}, app: "fast"},
 		{name: "nginx proxy_pass", port: 15506, cmd: []string{"nginx", "-c", ngx, "-g", "daemon off;"}, app: "fast"},
 		{name: "python direct", app: "python"},
-		{name: "python via veneer http", port: 15106, app: "python"},
+		viaVeneer,
 	}
 	for _, c := range cases {
 		if c.cmd == nil {
@@ -151,7 +154,7 @@ func run() error {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
-	cases[9].proc = cases[3].proc
+	viaVeneer.proc = httpDefault.proc
 	time.Sleep(time.Second)
 	sel, err := regexp.Compile(*only)
 	if err != nil {

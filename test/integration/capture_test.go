@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -85,10 +84,7 @@ func TestUncapturedPortIsNotIntercepted(t *testing.T) {
 	p.mustInit("--inbound-ports", "8080")
 	p.startAgent()
 
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := p.mustDial(9090, 10*time.Second)
 	io.ReadAll(c)
 	c.Close()
 	if peer := <-peers; peer.Addr() != localpod.ClientIP {
@@ -111,11 +107,7 @@ func TestAgentConnectionsAreNotLooped(t *testing.T) {
 
 	const n = 3
 	for i := 0; i < n; i++ {
-		c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := p.mustDial(9090, 5*time.Second)
 		reply, err := io.ReadAll(c)
 		c.Close()
 		if err != nil || !strings.HasPrefix(string(reply), "peer=") {
@@ -362,10 +354,7 @@ func TestAgentDrainsOnSIGTERM(t *testing.T) {
 	p.mustInit("--inbound-ports", "9090")
 	agent := p.startAgent("--drain-timeout", "60s")
 
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := p.mustDial(9090, 2*time.Minute)
 	defer c.Close()
 	<-peers
 	agent.cmd.Process.Signal(syscall.SIGTERM)

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +32,7 @@ func TestAgentKilledFailsClosed(t *testing.T) {
 	agent.cmd.Process.Signal(syscall.SIGKILL)
 	<-agent.done
 	agent.done <- nil // for the clean-up
-	_, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
+	_, err := p.dial(9090, time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("connecting with the agent dead: %v; want connection refused", err)
 	}
@@ -178,7 +177,7 @@ func TestAdminLocalOnly(t *testing.T) {
 	p := newPod(t)
 	p.mustInit("--inbound-ports", "9090")
 	agent := p.startAgent()
-	if _, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:15009", localpod.PodIP)); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := p.dial(15009, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("the state-changing admin port from outside the pod: %v; want connection refused", err)
 	}
 	inPod := p.client(p.Pod.Pod)

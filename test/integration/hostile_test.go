@@ -4,7 +4,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/veneermesh/veneer/pkg/localpod"
 )
 
 // rawApp records every byte it receives, per connection, and answers each
@@ -73,12 +70,8 @@ func (a *rawApp) received() string {
 // status line of the answer ("" if the connection closed without one).
 func (p *pod) rawRequest(port int, req string) string {
 	p.t.Helper()
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", localpod.PodIP, port))
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	c := p.mustDial(port, 10*time.Second)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	c.Write([]byte(req))
 	line, _ := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimSpace(line)
@@ -146,13 +139,12 @@ func TestSlowClients(t *testing.T) {
 	for i := 0; i < slow; i++ {
 		// Slowloris: a head one byte at a time, never finished.
 		go func() {
-			c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
+			c, err := p.dial(9090, 20*time.Second)
 			if err != nil {
 				ended <- struct{}{}
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
 			head := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000)
 			for j := 0; j < len(head); j++ {
 				if _, err := c.Write([]byte{head[j]}); err != nil {
@@ -164,13 +156,12 @@ func TestSlowClients(t *testing.T) {
 		}()
 		// A slow body: 10 bytes of 100, then silence.
 		go func() {
-			c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
+			c, err := p.dial(9090, 20*time.Second)
 			if err != nil {
 				ended <- struct{}{}
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
 			fmt.Fprintf(c, "POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
 			io.ReadAll(c) // until the agent gives up on it
 			ended <- struct{}{}
@@ -204,11 +195,7 @@ func TestConnectionFlood(t *testing.T) {
 	p.startAgent("--max-connections", "5")
 	var held []net.Conn
 	for i := 0; i < 5; i++ {
-		c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+		held = append(held, p.mustDial(9090, time.Minute))
 	}
 	p.waitFor("five connections open", func() bool { return p.metric("veneer_tcp_active_connections", "9090") == 5 })
 	reset := 0

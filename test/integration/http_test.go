@@ -4,7 +4,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
@@ -471,12 +470,8 @@ func TestServerFirstProtocolNotStalled(t *testing.T) {
 	cfg := p.writeConfig("default: {protocol: auto, sniffTimeout: 60s}\n")
 	p.mustInit("--inbound-ports", "2525")
 	p.startAgent("--config", cfg)
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:2525", localpod.PodIP))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := p.mustDial(2525, 20*time.Second) // far below the 60s sniff timeout
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second)) // far below the 60s sniff timeout
 	greeting, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || greeting != "220 mail.test ESMTP ready\r\n" {
 		t.Fatalf("greeting = %q, %v; want it at once, not after the sniff timeout", greeting, err)
@@ -495,12 +490,8 @@ func TestHTTPProtocols(t *testing.T) {
 	base := fmt.Sprintf("http://%s:9090", localpod.PodIP)
 
 	t.Run("websocket", func(t *testing.T) {
-		c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9090", localpod.PodIP))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := p.mustDial(9090, 10*time.Second)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
@@ -632,12 +623,8 @@ func TestHeaderCaseKept(t *testing.T) {
 	}()
 	p.mustInit("--inbound-ports", "9093")
 	p.startAgent()
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:9093", localpod.PodIP))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := p.mustDial(9093, 10*time.Second)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: app\r\nx-api-key: secret\r\nX-MiXeD-Case: 1\r\n\r\n")
 	head := <-received
 	for _, want := range []string{"\r\nx-api-key: secret\r\n", "\r\nX-MiXeD-Case: 1\r\n"} {

@@ -258,6 +258,27 @@ func (p *pod) waitFor(what string, cond func() bool) {
 	}
 }
 
+// dial connects from the client namespace to the pod's port, with a
+// deadline on the connection's reads and writes.
+func (p *pod) dial(port int, within time.Duration) (net.Conn, error) {
+	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", localpod.PodIP, port))
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(within))
+	return c, nil
+}
+
+// mustDial is dial that ends the test when the connection fails.
+func (p *pod) mustDial(port int, within time.Duration) net.Conn {
+	p.t.Helper()
+	c, err := p.dial(port, within)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return c
+}
+
 // client is an http.Client whose connections start inside ns, one
 // connection per request, so that connection counters count requests.
 func (p *pod) client(ns *localpod.NS) *http.Client {
@@ -374,12 +395,11 @@ func port(p uint16) string { return strconv.Itoa(int(p)) }
 // nothing, and returns the error of the connection or of its first read
 // (nil if a byte arrived): a refused or reset connection shows here.
 func (p *pod) firstRead(port int) error {
-	c, err := p.Client.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", localpod.PodIP, port))
+	c, err := p.dial(port, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	_, err = c.Read(make([]byte, 1))
 	return err
 }
