@@ -66,8 +66,11 @@ func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
 	if status == 0 && r.Header.Get("Upgrade") != "" {
 		status = http.StatusSwitchingProtocols // hijacked for a WebSocket
 	}
+	// Times and addresses are appended as JSON strings in place (they need
+	// no escaping): formatting them to strings first would allocate.
+	var buf [64]byte
 	e := l.log.Log().
-		Str(fStart, ex.Start.UTC().Format(time.RFC3339Nano)).
+		RawJSON(fStart, quoted(buf[:0], func(b []byte) []byte { return ex.Start.UTC().AppendFormat(b, time.RFC3339Nano) })).
 		Str(fMethod, r.Method).
 		Str(fPath, r.URL.RequestURI()).
 		Str(fProto, r.Proto).
@@ -85,13 +88,18 @@ func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
 		Str(fUA, ua).
 		Str(fReqID, r.Header.Get("X-Request-Id")).
 		Str(fAuth, r.Host).
-		Stringer(fUpHost, ex.Upstream).
-		Stringer(fClient, ex.Client).
 		Str(fDir, ex.Direction)
+	e.RawJSON(fUpHost, quoted(buf[:0], ex.Upstream.AppendTo))
+	e.RawJSON(fClient, quoted(buf[:0], ex.Client.AppendTo))
 	if f := ex.Failure(); f != "" {
 		e = e.Str(fFailure, f)
 	}
 	e.Send()
+}
+
+// quoted is what app appends to b, in double quotes.
+func quoted(b []byte, app func([]byte) []byte) []byte {
+	return append(app(append(b, '"')), '"')
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -72,6 +72,10 @@ type Exchange struct {
 	Upstream  netip.AddrPort // the app
 	Route     string         // the matched path prefix, "" for the port's defaults
 
+	// ConnectTimeout bounds connecting to the app for this exchange, as its
+	// chain says; 0: the agent's default. Set before the request is sent.
+	ConnectTimeout time.Duration
+
 	// W is the response as written so far; set by Begin.
 	W *Writer
 

@@ -60,19 +60,44 @@ func BenchmarkServe(b *testing.B) {
 			go s.Serve()
 			defer s.Shutdown(b.Context())
 
-			client, agentSide := loopbackPair(b)
-			s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: app})
 			req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-			br := bufio.NewReader(client)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				if err := readResponse(br); err != nil {
-					b.Fatal(err)
-				}
+			// A client connection handed to s, and its loop of requests.
+			connect := func() (net.Conn, *bufio.Reader) {
+				client, agentSide := loopbackPair(b)
+				s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: app})
+				return client, bufio.NewReader(client)
 			}
+			get := func(client net.Conn, br *bufio.Reader) error {
+				if _, err := client.Write(req); err != nil {
+					return err
+				}
+				return readResponse(br)
+			}
+			// One client: the latency of a request. Eight clients keep
+			// both cores busy: the cost of a request when throughput is
+			// what counts.
+			b.Run("conns=1", func(b *testing.B) {
+				client, br := connect()
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := get(client, br); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("conns=8", func(b *testing.B) {
+				b.SetParallelism(4) // x GOMAXPROCS(2)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					client, br := connect()
+					for pb.Next() {
+						if err := get(client, br); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
 		})
 	}
 }
@@ -141,19 +166,20 @@ func rawApp(b *testing.B) netip.AddrPort {
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
-// loopbackPair is a connected pair of loopback TCP connections.
+// loopbackPair is a connected pair of loopback TCP connections. It is safe
+// to call from RunParallel's goroutines (b.Fatal is not).
 func loopbackPair(b *testing.B) (client, server net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
 	defer ln.Close()
 	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
 	if server, err = ln.Accept(); err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
 	b.Cleanup(func() { client.Close() })
 	return client, server

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"os"
 	"sort"
@@ -119,10 +119,9 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 				}
 			}
 			if pr.In.ProtoMajor == 1 {
-				// Header names as the client spelled them, and the app's
-				// response's names as the app spelled them.
+				// Header names as the client spelled them (and the app's
+				// response's as the app spelled them: responseCase).
 				hc.names.Restore(pr.Out.Header)
-				pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), responseCase(pr.In)))
 			}
 		},
 		Transport:    rt,
@@ -131,34 +130,33 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 		ErrorLog:     s.errorLog,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), connectKey{}, connect)
+		exchange.From(r.Context()).ConnectTimeout = connect
 		if request > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeoutCause(ctx, request, errRequestTimeout)
+			ctx, cancel := context.WithTimeoutCause(r.Context(), request, errRequestTimeout)
 			defer cancel()
+			r = r.WithContext(ctx)
 		}
-		rp.ServeHTTP(w, r.WithContext(ctx))
+		rp.ServeHTTP(w, r)
 	})
 }
 
 var errRequestTimeout = errors.New("request timeout")
 
-// responseCase learns which app connection serves the request, so that the
-// response's header names go to the client as the app spelled them.
-func responseCase(in *http.Request) *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		if ac, ok := info.Conn.(*appConn); ok {
-			if w := exchange.From(in.Context()).W; w != nil {
-				w.BeforeHeader(func(_ int, h http.Header) { ac.names.Restore(h) })
-			}
+// responseCase is the HTTP/1.1 transports' GotConn hook: it learns which
+// app connection serves the request, so that the response's header names go
+// to the client as the app spelled them.
+func responseCase(req *http.Request, c net.Conn) {
+	if ac, ok := c.(*appConn); ok {
+		if w := exchange.From(req.Context()).W; w != nil {
+			w.BeforeHeader(func(_ int, h http.Header) { ac.names.Restore(h) })
 		}
-	}}
+	}
 }
 
-type connectKey struct{}
-
+// connectTimeout bounds connecting to the app for the request of ctx: its
+// chain's, or 5s.
 func connectTimeout(ctx context.Context) time.Duration {
-	if d, ok := ctx.Value(connectKey{}).(time.Duration); ok {
+	if d := exchange.From(ctx).ConnectTimeout; d > 0 {
 		return d
 	}
 	return 5 * time.Second
@@ -204,13 +202,21 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// bufferPool lends ReverseProxy its copy buffers.
+// bufferPool lends ReverseProxy its copy buffers. It pools array pointers:
+// a slice put in a sync.Pool would allocate its header on every Put.
 type bufferPool struct{}
 
-var buffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+const bufSize = 32 << 10
 
-func (bufferPool) Get() []byte  { return buffers.Get().([]byte) }
-func (bufferPool) Put(b []byte) { buffers.Put(b) }
+var buffers = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
+func (bufferPool) Get() []byte { return buffers.Get().(*[bufSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if cap(b) == bufSize {
+		buffers.Put((*[bufSize]byte)(b[:bufSize]))
+	}
+}
 
 // route is one chain and the prefix that selects it.
 type route struct {

@@ -136,16 +136,14 @@ func (h *Head) field(line []byte) {
 	if colon <= 0 {
 		return // net/http rejects it
 	}
-	name := string(line[:colon])
-	canon := textproto.CanonicalMIMEHeaderKey(name)
-	switch canon {
-	case "Content-Length":
-		if h.contentLn++; h.contentLn > 1 {
-			h.violate("Content-Length given more than once")
-		}
-	case "Transfer-Encoding":
-		h.transEnc = true
+	raw := line[:colon]
+	if canonical(raw) { // the common case: nothing to learn, no string kept
+		h.framing(string(raw))
+		return
 	}
+	name := string(raw)
+	canon := textproto.CanonicalMIMEHeaderKey(name)
+	h.framing(canon)
 	if canon == name {
 		return
 	}
@@ -155,6 +153,32 @@ func (h *Head) field(line []byte) {
 	if _, ok := h.m[canon]; ok || len(h.m) < maxNames {
 		h.m[canon] = name
 	}
+}
+
+// framing counts the framing headers of the current head.
+func (h *Head) framing(canon string) {
+	switch canon {
+	case "Content-Length":
+		if h.contentLn++; h.contentLn > 1 {
+			h.violate("Content-Length given more than once")
+		}
+	case "Transfer-Encoding":
+		h.transEnc = true
+	}
+}
+
+// canonical reports whether name is spelled as net/http canonicalizes it:
+// upper case at the start and after each hyphen, lower case elsewhere.
+func canonical(name []byte) bool {
+	upper := true
+	for _, c := range name {
+		switch {
+		case 'a' <= c && c <= 'z' && upper, 'A' <= c && c <= 'Z' && !upper:
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // Violation is the framing violation of the last head read, or "".

@@ -2,6 +2,7 @@ package rawhead
 
 import (
 	"net/http"
+	"net/textproto"
 	"testing"
 )
 
@@ -91,6 +92,24 @@ func TestViolations(t *testing.T) {
 		h.Learn([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 		if got := h.Violation(); got != "" {
 			t.Errorf("after %q, a clean head has violation %q", tc.head, got)
+		}
+	}
+}
+
+// The fast path's test of a spelling must never claim a name canonical
+// that net/http would respell, or that spelling would be lost (or a framing
+// header missed). The other way round is only slower: the full path.
+func TestCanonicalAgreesWithTextproto(t *testing.T) {
+	for _, name := range []string{"Host", "host", "HOST", "Content-Length", "content-length", "Content-length",
+		"X-B3-Traceid", "x-b3-traceid", "X-Request-Id", "X-Request-ID", "X_Under", "x_under", "A", "a", "-", "--x",
+		"X Space", "x space", "Te", "TE", "Ümlaut", "X-1a", "X-1A", "Accept-Encoding"} {
+		if canonical([]byte(name)) && textproto.CanonicalMIMEHeaderKey(name) != name {
+			t.Errorf("canonical(%q) = true; textproto respells it %q", name, textproto.CanonicalMIMEHeaderKey(name))
+		}
+	}
+	for _, name := range []string{"Host", "Content-Length", "Transfer-Encoding", "X-B3-Traceid", "User-Agent"} {
+		if !canonical([]byte(name)) {
+			t.Errorf("canonical(%q) = false: the common case takes the slow path", name)
 		}
 	}
 }

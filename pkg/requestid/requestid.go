@@ -31,12 +31,14 @@ const (
 func (d *IDs) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d.requestID {
-			id := r.Header.Get(HeaderRequestID)
-			if id == "" {
-				id = uuid()
-				r.Header.Set(HeaderRequestID, id)
+			id := r.Header[HeaderRequestID]
+			if len(id) == 0 || id[0] == "" {
+				id = []string{uuid()}
+				r.Header[HeaderRequestID] = id
 			}
-			w.Header().Set(HeaderRequestID, id)
+			// The same one-element slice in both (Header.Add copies on
+			// append): one allocation fewer per request.
+			w.Header()[HeaderRequestID] = id[:1:1]
 		}
 		if d.tracing {
 			r.Header.Set(HeaderTraceparent, Continue(r.Header.Get(HeaderTraceparent)))

@@ -52,6 +52,12 @@ type Transport struct {
 	idle     time.Duration // how long a pooled connection may idle; 0: forever
 	fallback http.RoundTripper
 	pools    sync.Map // addr -> *pool
+
+	// GotConn, when set, is called with each connection a request is about
+	// to be sent on, the fallback's included: the hook of an
+	// httptrace.ClientTrace, without a context and a request copy per
+	// request to install it.
+	GotConn func(req *http.Request, c net.Conn)
 }
 
 // New returns a Transport that opens connections with dial, closes pooled
@@ -66,6 +72,11 @@ func New(dial Dial, idle time.Duration, fallback http.RoundTripper) *Transport {
 // pool once the body ended, or is closed when the body is closed early.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ownsRequest(req) {
+		if t.GotConn != nil {
+			in := req
+			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+				GotConn: func(i httptrace.GotConnInfo) { t.GotConn(in, i.Conn) }}))
+		}
 		return t.fallback.RoundTrip(req)
 	}
 	p := t.pool(req.URL.Host)
@@ -74,6 +85,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		pc, err := p.get(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if t.GotConn != nil {
+			t.GotConn(req, pc.conn)
 		}
 		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.GotConn != nil {
 			tr.GotConn(httptrace.GotConnInfo{Conn: pc.conn, Reused: pc.reused, WasIdle: pc.reused})

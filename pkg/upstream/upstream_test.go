@@ -134,11 +134,22 @@ func TestFallback(t *testing.T) {
 	upgrade.Header["upgrade"] = []string{"websocket"} // respelled, as rawhead leaves it
 	trailer := request(t, "POST", a.URL, strings.NewReader("abc"))
 	trailer.Trailer = http.Header{"X-Sum": nil}
+	// GotConn sees the connection of every request, passed on or not.
+	var hooked atomic.Int64
+	tr.GotConn = func(_ *http.Request, c net.Conn) {
+		if c != nil && c.RemoteAddr().String() == a.Listener.Addr().String() {
+			hooked.Add(1)
+		}
+	}
 	for i, req := range []*http.Request{big, unknown, upgrade, trailer} {
 		get(t, tr, req)
 		if got := fb.n.Load(); got != int64(i+1) {
 			t.Fatalf("request %d: %d passed to the fallback; want %d", i, got, i+1)
 		}
+	}
+	get(t, tr, request(t, "GET", a.URL, nil)) // one of its own
+	if n := hooked.Load(); n != 5 {
+		t.Errorf("GotConn called with the app's connection %d times; want 5", n)
 	}
 }
 
