@@ -133,7 +133,7 @@ func readResponse(br *bufio.Reader) error {
 }
 
 // rawApp answers every request head it reads with the same 1 KiB response.
-func rawApp(b *testing.B) netip.AddrPort {
+func rawApp(b testing.TB) netip.AddrPort {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -168,7 +168,7 @@ func rawApp(b *testing.B) netip.AddrPort {
 
 // loopbackPair is a connected pair of loopback TCP connections. It is safe
 // to call from RunParallel's goroutines (b.Fatal is not).
-func loopbackPair(b *testing.B) (client, server net.Conn) {
+func loopbackPair(b testing.TB) (client, server net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)

@@ -1,7 +1,8 @@
 // Package httpproxy is the agent's HTTP path: connections the proxy found to
-// carry HTTP are handed over here, served by net/http (HTTP/1.0, 1.1 with
-// keep-alive, h2c), run through the decoration chain of their port and path,
-// and forwarded to the app over pooled keep-alive connections.
+// carry HTTP are handed over here, served by a loop of its own (HTTP/1.0,
+// 1.1 with keep-alive) or by net/http (what the loop passes on: upgrades,
+// h2c, heads to refuse), run through the decoration chain of their port and
+// path, and forwarded to the app over pooled keep-alive connections.
 //
 //	h, err := httpproxy.New(log, accessLog, registry)
 //	err = h.Apply(cfg)                                // at start and on reload
@@ -45,8 +46,12 @@ type Server struct {
 	live      sync.Map // *conn -> struct{}: connections handed over and not closed
 	liveCount atomic.Int64
 	bodyIdle  time.Duration
-	metrics   *metrics.Metrics
-	stats     atomic.Pointer[stats.Stats]
+	// headerTimeout bounds the wait for a request head once it began;
+	// idle (nanoseconds, set by Apply) the wait for the next request.
+	headerTimeout time.Duration
+	idle          atomic.Int64
+	metrics       *metrics.Metrics
+	stats         atomic.Pointer[stats.Stats]
 	// errorLog takes net/http's own complaints (a malformed request, a
 	// proxy error already answered and logged) at debug level.
 	errorLog *stdlog.Logger
@@ -102,7 +107,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		}
 	}
 	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
-		errorLog: stdlog.New(debugWriter{log}, "", 0)}
+		headerTimeout: o.HeaderTimeout, errorLog: stdlog.New(debugWriter{log}, "", 0)}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
@@ -146,10 +151,12 @@ func (s *Server) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.srv.IdleTimeout = 5 * time.Minute
+	idle := 5 * time.Minute
 	if to := cfg.Default.HTTP.Timeouts; to != nil {
-		s.srv.IdleTimeout = to.Idle.D()
+		idle = to.Idle.D()
 	}
+	s.srv.IdleTimeout = idle
+	s.idle.Store(int64(idle))
 	s.table.Store(t)
 	return nil
 }
@@ -202,6 +209,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			s.live.Range(func(k, _ any) bool { k.(*conn).Close(); return true })
 			s.srv.Close()
 			return ctx.Err()
 		case <-tick.C:
@@ -221,6 +229,7 @@ func (d debugWriter) Write(p []byte) (int, error) {
 type conn struct {
 	net.Conn
 	pre    []byte         // bytes already read while sniffing, replayed first
+	again  []byte         // bytes the HTTP/1 loop read, replayed to net/http (counted once)
 	client netip.AddrPort // the real client
 	dst    netip.AddrPort // the original destination: the app
 	mu     sync.Mutex
@@ -278,6 +287,11 @@ func (c *conn) transport(s *Server, h2 bool) http.RoundTripper {
 }
 
 func (c *conn) Read(b []byte) (int, error) {
+	if len(c.again) > 0 {
+		n := copy(b, c.again)
+		c.again = c.again[n:]
+		return n, nil
+	}
 	if len(c.pre) > 0 {
 		n := copy(b, c.pre)
 		c.pre = c.pre[n:]
@@ -345,9 +359,7 @@ func (s *Server) ServeConn(h proxy.Handoff) {
 	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, app: h.App, closed: h.Closed, dialOwn: h.Dial}
 	s.live.Store(hc, struct{}{})
 	s.liveCount.Add(1)
-	if !s.ln.push(hc) {
-		hc.Close()
-	}
+	go s.serveHTTP1(hc)
 }
 
 type connKey struct{}
