@@ -50,7 +50,7 @@ type proxyCase struct {
 
 type result struct {
 	rps, p50, p90, p99, cpuPer1k, streamMBps []float64
-	rssIdle, rss1k                           float64
+	rssFresh, rssIdle, rss1k                 float64
 }
 
 func main() {
@@ -156,6 +156,12 @@ func run() error {
 	}
 	viaVeneer.proc = httpDefault.proc
 	time.Sleep(time.Second)
+	fresh := map[*exec.Cmd]float64{} // idle before any traffic
+	for _, c := range cases {
+		if c.proc != nil {
+			fresh[c.proc] = rssMiB(c.proc)
+		}
+	}
 	sel, err := regexp.Compile(*only)
 	if err != nil {
 		return fmt.Errorf("-cases: %w", err)
@@ -230,7 +236,8 @@ func run() error {
 		if err := capture(c); err != nil {
 			return err
 		}
-		res[c.name].rssIdle = rssMiB(c.proc)
+		res[c.name].rssFresh = fresh[c.proc]
+		res[c.name].rssIdle = rssMiB(c.proc) // idle again, after the rounds
 		closeAll := holdConnections(pod, url(c, "/"), 1000)
 		res[c.name].rss1k = rssMiB(c.proc)
 		closeAll()
@@ -418,7 +425,7 @@ func report(cases []*proxyCase, res map[string]*result) {
 	rel := strings.TrimSpace(string(relb))
 	fmt.Printf("Machine: %d cores (%s), Linux %s, %s; client (wrk, fortio), proxy and app share the cores.\n", runtime.NumCPU(), cpu, rel, runtime.Version())
 	fmt.Printf("Medians of %d interleaved rounds; wrk -t2 -c64 -d%s; latency with fortio at 1,000 req/s (16 connections, %s); CPU of the proxy during that run; 1 KiB responses.\n\n", *rounds, *duration, *duration)
-	fmt.Println("| case | req/s (wrk) | of direct | p50 ms | p90 ms | p99 ms | added p50 ms | proxy CPU (cores) at 1k req/s | RSS idle MiB | RSS 1k conns MiB | 1 GiB stream MB/s | of direct |")
+	fmt.Println("| case | req/s (wrk) | of direct | p50 ms | p90 ms | p99 ms | added p50 ms | proxy CPU (cores) at 1k req/s | RSS idle MiB: fresh / after load | RSS 1k conns MiB | 1 GiB stream MB/s | of direct |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	base := map[string]*result{"fast": res["direct"], "python": res["python direct"]}
 	for _, c := range cases {
@@ -434,7 +441,7 @@ func report(cases []*proxyCase, res map[string]*result) {
 			row += "- | "
 		}
 		if r.rssIdle > 0 {
-			row += fmt.Sprintf("%.1f | %.1f | ", r.rssIdle, r.rss1k)
+			row += fmt.Sprintf("%.1f / %.1f | %.1f | ", r.rssFresh, r.rssIdle, r.rss1k)
 		} else {
 			row += "- | - | "
 		}
