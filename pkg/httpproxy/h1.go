@@ -51,6 +51,7 @@ type h1conn struct {
 	br     *bufio.Reader // reads through h1conn.Read
 	bw     *bufio.Writer
 	remote string
+	served bool // a request was read: the next waits under the idle timeout
 
 	// rec holds every byte read while a head is read, so that a request
 	// net/http should serve can be given to it whole.
@@ -120,11 +121,17 @@ func (h *h1conn) readRequest() (req *http.Request, handOff bool) {
 	if h.br.Buffered() == 0 {
 		c.state.Store(int32(http.StateIdle)) // Shutdown may close it now
 	}
-	idle := time.Time{} // no idle timeout configured: none
-	if d := time.Duration(h.s.idle.Load()); d > 0 {
-		idle = time.Now().Add(d)
+	// The first request must come within the header timeout, as with
+	// net/http (a client that connects and says nothing is cut off); the
+	// next ones within the idle timeout.
+	wait := time.Now().Add(h.s.headerTimeout)
+	if h.served {
+		wait = time.Time{} // no idle timeout configured: none
+		if d := time.Duration(h.s.idle.Load()); d > 0 {
+			wait = time.Now().Add(d)
+		}
 	}
-	c.SetReadDeadline(idle)
+	c.SetReadDeadline(wait)
 	if _, err := h.br.Peek(1); err != nil {
 		return nil, false // idle timeout, or the client closed
 	}
@@ -149,6 +156,7 @@ func (h *h1conn) readRequest() (req *http.Request, handOff bool) {
 	if !plain(req) {
 		return nil, true
 	}
+	h.served = true
 	req = req.WithContext(h.ctx)
 	req.RemoteAddr = h.remote
 	return req, false

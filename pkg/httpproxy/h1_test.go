@@ -39,12 +39,16 @@ type loopServer struct {
 	access logLines
 }
 
-func newLoopServer(t *testing.T, app http.Handler) *loopServer {
+func newLoopServer(t *testing.T, app http.Handler, options ...func(*Options)) *loopServer {
 	t.Helper()
 	a := httptest.NewServer(app)
 	t.Cleanup(a.Close)
 	access := make(logLines, 100)
-	s, err := New(zerolog.Nop(), Options{Access: zerolog.New(access)}, prometheus.NewRegistry())
+	o := Options{Access: zerolog.New(access)}
+	for _, f := range options {
+		f(&o)
+	}
+	s, err := New(zerolog.Nop(), o, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,5 +303,24 @@ func TestLoopAbortedResponse(t *testing.T) {
 	c, br = l.conn(t)
 	if _, body := roundTrip(t, c, br, "GET", "GET / HTTP/1.1\r\nHost: app\r\n\r\n"); body != "whole" {
 		t.Errorf("the next connection: %q", body)
+	}
+}
+
+// A client that connects and sends nothing is cut off by the header
+// timeout, as net/http's server does, not kept for the idle timeout.
+func TestLoopSilentClient(t *testing.T) {
+	l := newLoopServer(t, testApp(), func(o *Options) { o.HeaderTimeout = 200 * time.Millisecond })
+	c, br := l.conn(t)
+	if !closed(br) { // within the 10s deadline conn sets
+		t.Fatal("a silent client was not disconnected")
+	}
+	c.Close()
+	// After a request, the wait for the next is the idle timeout (5 min by
+	// default), not the header timeout.
+	c, br = l.conn(t)
+	roundTrip(t, c, br, "GET", "GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := br.ReadByte(); err == io.EOF {
+		t.Error("a keep-alive connection was closed by the header timeout while idle")
 	}
 }
