@@ -252,7 +252,7 @@ func TestLoopClientGone(t *testing.T) {
 	}))
 	c, _ := l.conn(t)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n")
-	time.Sleep(50 * time.Millisecond) // past watchAfter: the request is in the app
+	time.Sleep(watchAfter + 50*time.Millisecond) // the request is in the app, watched
 	c.Close()
 	select {
 	case <-cancelled:
