@@ -40,14 +40,16 @@ type Stats struct {
 	paths sync.Map // string -> *entry
 }
 
-// entry is one path's record; its lock is taken only by requests for it.
+// entry is one path's record, counted with atomics: requests for one hot
+// path take no lock.
 type entry struct {
-	mu       sync.Mutex
-	count    int64
-	statuses map[int]int64
-	buckets  []int64 // len(bounds)+1
-	bytes    int64
+	count    atomic.Int64
+	statuses sync.Map       // int -> *atomic.Int64
+	buckets  []atomic.Int64 // len(bounds)+1
+	bytes    atomic.Int64
 }
+
+func newEntry() *entry { return &entry{buckets: make([]atomic.Int64, len(bounds)+1)} }
 
 // New tracks at most maxPaths paths.
 func New(maxPaths int) *Stats { return &Stats{max: maxPaths} }
@@ -62,7 +64,7 @@ func (s *Stats) entry(p string) *entry {
 			return e.(*entry)
 		}
 	}
-	e, loaded := s.paths.LoadOrStore(p, &entry{statuses: map[int]int64{}, buckets: make([]int64, len(bounds)+1)})
+	e, loaded := s.paths.LoadOrStore(p, newEntry())
 	if !loaded && p != Other {
 		s.n.Add(1)
 	}
@@ -86,12 +88,14 @@ func (s *Stats) Wrap(next http.Handler) http.Handler {
 func (s *Stats) Observe(p string, status int, d time.Duration, bytes int64) {
 	i := sort.Search(len(bounds), func(i int) bool { return bounds[i] >= d })
 	e := s.entry(p)
-	e.mu.Lock()
-	e.count++
-	e.statuses[status]++
-	e.buckets[i]++
-	e.bytes += bytes
-	e.mu.Unlock()
+	e.buckets[i].Add(1)
+	e.bytes.Add(bytes)
+	n, ok := e.statuses.Load(status)
+	if !ok {
+		n, _ = e.statuses.LoadOrStore(status, new(atomic.Int64))
+	}
+	n.(*atomic.Int64).Add(1)
+	e.count.Add(1)
 }
 
 // Path is one path's report.
@@ -111,13 +115,20 @@ func (s *Stats) Report() []Path {
 	var out []Path
 	s.paths.Range(func(k, v any) bool {
 		e := v.(*entry)
-		e.mu.Lock()
-		p := Path{Path: k.(string), Count: e.count, Bytes: e.bytes, Statuses: map[string]int64{}, Static: Static(k.(string))}
-		for st, n := range e.statuses {
-			p.Statuses[itoa(st)] = n
+		// A snapshot while requests are counted: the quantiles use the
+		// buckets' own total, so they stay consistent with each other.
+		buckets := make([]int64, len(e.buckets))
+		var total int64
+		for i := range e.buckets {
+			buckets[i] = e.buckets[i].Load()
+			total += buckets[i]
 		}
-		p.P50ms, p.P90ms, p.P99ms = quantile(e.buckets, e.count, .5), quantile(e.buckets, e.count, .9), quantile(e.buckets, e.count, .99)
-		e.mu.Unlock()
+		p := Path{Path: k.(string), Count: e.count.Load(), Bytes: e.bytes.Load(), Statuses: map[string]int64{}, Static: Static(k.(string))}
+		e.statuses.Range(func(st, n any) bool {
+			p.Statuses[itoa(st.(int))] = n.(*atomic.Int64).Load()
+			return true
+		})
+		p.P50ms, p.P90ms, p.P99ms = quantile(buckets, total, .5), quantile(buckets, total, .9), quantile(buckets, total, .99)
 		out = append(out, p)
 		return true
 	})

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,5 +44,26 @@ func TestBounded(t *testing.T) {
 	}
 	if r[0].Path != Other || r[0].Count != 995 {
 		t.Errorf("first entry = %+v; want %q with the 995 paths past the bound", r[0], Other)
+	}
+}
+
+// Requests for one path are counted from many goroutines at once, without
+// a lock: nothing is lost.
+func TestConcurrentObserve(t *testing.T) {
+	s := New(10)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				s.Observe("/hot", 200+300*(i%2), time.Millisecond, 10)
+			}
+		}()
+	}
+	wg.Wait()
+	r := s.Report()
+	if len(r) != 1 || r[0].Count != 8000 || r[0].Statuses["200"] != 4000 || r[0].Statuses["500"] != 4000 || r[0].Bytes != 80000 {
+		t.Errorf("report %+v; want 8000 requests, 4000 each of 200 and 500, 80000 bytes", r)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -122,7 +123,7 @@ func (t *Transport) pool(addr string) *pool {
 	if p, ok := t.pools.Load(addr); ok {
 		return p.(*pool)
 	}
-	p, _ := t.pools.LoadOrStore(addr, &pool{t: t, addr: addr})
+	p, _ := t.pools.LoadOrStore(addr, newPool(t, addr))
 	return p.(*pool)
 }
 
@@ -160,55 +161,96 @@ func closedUnanswered(err error) bool {
 	return err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// pool holds the idle connections to one address, the most recently used
+// poolShards splits each pool so that requests to one app (for inbound
+// traffic, every request) do not all take one lock.
+const poolShards = 8
+
+// pool holds the idle connections to one address in shards. A connection
+// belongs to one shard (picked at random when it is opened) and goes back
+// to it; get starts at a random shard and takes from the first that has
+// one.
+type pool struct {
+	t      *Transport
+	addr   string
+	shards [poolShards]shard
+}
+
+// shard holds some of a pool's idle connections, the most recently used
 // last: it is taken first, and the oldest idle ones are swept from the
 // front.
-type pool struct {
-	t     *Transport
-	addr  string
+type shard struct {
+	p     *pool
 	mu    sync.Mutex
 	idle  []*conn
 	sweep *time.Timer
 }
 
+func newPool(t *Transport, addr string) *pool {
+	p := &pool{t: t, addr: addr}
+	for i := range p.shards {
+		p.shards[i].p = p
+	}
+	return p
+}
+
+// idleCount is the number of pooled connections.
+func (p *pool) idleCount() int {
+	n := 0
+	for i := range p.shards {
+		s := &p.shards[i]
+		s.mu.Lock()
+		n += len(s.idle)
+		s.mu.Unlock()
+	}
+	return n
+}
+
 func (p *pool) get(ctx context.Context) (*conn, error) {
-	for {
-		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
+	first := rand.N(poolShards) // per-P state: no shared word written
+	for i := range poolShards {
+		s := &p.shards[(first+i)%poolShards]
+		for pc := s.pop(); pc != nil; pc = s.pop() {
+			if pc.alive() {
+				pc.reused = true
+				return pc, nil
+			}
+			pc.close()
 		}
-		pc := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if pc.alive() {
-			pc.reused = true
-			return pc, nil
-		}
-		pc.close()
 	}
 	c, err := p.t.dial(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c, p), nil
+	return newConn(c, &p.shards[rand.N(poolShards)]), nil
 }
 
-func (p *pool) put(pc *conn) {
+// pop takes the most recently pooled connection, or nil.
+func (s *shard) pop() *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.idle)
+	if n == 0 {
+		return nil
+	}
+	pc := s.idle[n-1]
+	s.idle[n-1] = nil
+	s.idle = s.idle[:n-1]
+	return pc
+}
+
+func (s *shard) put(pc *conn) {
 	pc.since = time.Now()
-	p.mu.Lock()
-	if len(p.idle) >= maxIdle {
-		p.mu.Unlock()
+	s.mu.Lock()
+	if len(s.idle) >= maxIdle/poolShards {
+		s.mu.Unlock()
 		pc.close()
 		return
 	}
-	p.idle = append(p.idle, pc)
-	if p.sweep == nil {
-		p.sweep = time.AfterFunc(sweepEvery, p.sweepIdle)
+	s.idle = append(s.idle, pc)
+	if s.sweep == nil {
+		s.sweep = time.AfterFunc(sweepEvery, s.sweepIdle)
 	}
-	p.mu.Unlock()
+	s.mu.Unlock()
 }
 
 // sweepEvery is how often idle connections are checked: those the app
@@ -219,52 +261,55 @@ const sweepEvery = time.Second
 
 // sweepIdle closes the idle connections the app closed and those idle for
 // too long, and comes back while any are left.
-func (p *pool) sweepIdle() {
+func (s *shard) sweepIdle() {
 	type idleConn struct {
 		pc    *conn
 		since time.Time
 	}
-	p.mu.Lock()
-	snap := make([]idleConn, len(p.idle))
-	for i, pc := range p.idle {
+	s.mu.Lock()
+	snap := make([]idleConn, len(s.idle))
+	for i, pc := range s.idle {
 		snap[i] = idleConn{pc, pc.since}
 	}
-	p.mu.Unlock()
+	s.mu.Unlock()
 	// Checked without the lock: a connection taken meanwhile is checked
 	// again by get, and only those still idle below are closed.
 	dead := map[*conn]bool{}
 	for _, c := range snap {
-		if p.t.idle > 0 && time.Since(c.since) > p.t.idle || !c.pc.peekAlive(new([1]byte)) {
+		if s.p.t.idle > 0 && time.Since(c.since) > s.p.t.idle || !c.pc.peekAlive(new([1]byte)) {
 			dead[c.pc] = true
 		}
 	}
 	var closing []*conn
-	p.mu.Lock()
-	p.idle = slices.DeleteFunc(p.idle, func(pc *conn) bool {
+	s.mu.Lock()
+	s.idle = slices.DeleteFunc(s.idle, func(pc *conn) bool {
 		if dead[pc] {
 			closing = append(closing, pc)
 			return true
 		}
 		return false
 	})
-	if len(p.idle) > 0 {
-		p.sweep.Reset(sweepEvery)
+	if len(s.idle) > 0 {
+		s.sweep.Reset(sweepEvery)
 	} else {
-		p.sweep = nil
+		s.sweep = nil
 	}
-	p.mu.Unlock()
+	s.mu.Unlock()
 	for _, pc := range closing {
 		pc.close()
 	}
 }
 
 func (p *pool) closeAll() {
-	p.mu.Lock()
-	old := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	for _, pc := range old {
-		pc.close()
+	for i := range p.shards {
+		s := &p.shards[i]
+		s.mu.Lock()
+		old := s.idle
+		s.idle = nil
+		s.mu.Unlock()
+		for _, pc := range old {
+			pc.close()
+		}
 	}
 }
 
@@ -274,14 +319,14 @@ type conn struct {
 	raw    syscall.RawConn // for the liveness check; nil when not a socket
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	pool   *pool
+	home   *shard    // the pool shard it goes back to
 	since  time.Time // idle since
 	reused bool
 	peek   [1]byte
 }
 
-func newConn(c net.Conn, p *pool) *conn {
-	pc := &conn{conn: c, pool: p, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}
+func newConn(c net.Conn, home *shard) *conn {
+	pc := &conn{conn: c, home: home, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
@@ -374,7 +419,7 @@ func (pc *conn) exchange(req *http.Request) (*http.Response, error) {
 func (pc *conn) release(stop func() bool, keep bool) {
 	if stop() && keep {
 		pc.reused = false
-		pc.pool.put(pc)
+		pc.home.put(pc)
 		return
 	}
 	pc.close()

@@ -309,12 +309,7 @@ func TestAppClosedConnectionsAreSwept(t *testing.T) {
 		func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
 	tr, _ := newTransport(time.Minute)
 	get(t, tr, request(t, "GET", a.URL, nil))
-	p := tr.pool(a.Listener.Addr().String())
-	idle := func() int {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return len(p.idle)
-	}
+	idle := tr.pool(a.Listener.Addr().String()).idleCount
 	if n := idle(); n != 1 {
 		t.Fatalf("pooled connections after a response: %d; want 1", n)
 	}
