@@ -62,7 +62,7 @@ bench: deps build
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light >/dev/null; }
 	$(GO) build -o bin/fastapp ./test/bench/fastapp
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
-	$(GO) run ./test/bench -bin bin -rounds 3 -duration 3s | tee bench.md
+	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s | tee bench.md
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
 FUZZTIME ?= 3s
