@@ -63,8 +63,11 @@ func (w *h1writer) WriteHeader(code int) {
 }
 
 // bodyless reports whether the response has no body: HEAD, 1xx, 204, 304.
-func (w *h1writer) bodyless() bool {
-	return w.req.Method == "HEAD" || w.status < 200 || w.status == http.StatusNoContent || w.status == http.StatusNotModified
+func (w *h1writer) bodyless() bool { return w.req.Method == "HEAD" || noBodyStatus(w.status) }
+
+// noBodyStatus reports whether a response of status never has a body.
+func noBodyStatus(status int) bool {
+	return status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 }
 
 func (w *h1writer) Write(b []byte) (int, error) {
@@ -155,9 +158,14 @@ func (w *h1writer) commit(final bool) {
 	h.Del("Transfer-Encoding") // the framing is this writer's
 	switch {
 	case w.bodyless():
+		if noBodyStatus(w.status) {
+			// No body by its status: no length either, as net/http (a HEAD
+			// answer keeps the length its GET would have).
+			h.Del("Content-Length")
+			w.length = -1
+		}
 		if w.status == http.StatusNotModified {
 			h.Del("Content-Type")
-			h.Del("Content-Length")
 		}
 	case w.length >= 0:
 	case final && !w.hasTrailers():
