@@ -64,7 +64,7 @@ bench: deps build
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
 	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s | tee bench.md
 
-FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan
+FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop
 FUZZTIME ?= 3s
 fuzz:
 	@for f in $(FUZZ); do \

@@ -39,7 +39,7 @@ type loopServer struct {
 	access logLines
 }
 
-func newLoopServer(t *testing.T, app http.Handler, options ...func(*Options)) *loopServer {
+func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *loopServer {
 	t.Helper()
 	a := httptest.NewServer(app)
 	t.Cleanup(a.Close)
@@ -69,7 +69,7 @@ func newLoopServer(t *testing.T, app http.Handler, options ...func(*Options)) *l
 }
 
 // conn opens a client connection handed to the server, with a deadline.
-func (l *loopServer) conn(t *testing.T) (net.Conn, *bufio.Reader) {
+func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
 	client, agentSide := loopbackPair(t)
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	l.s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: l.app})
