@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"testing"
 
@@ -17,24 +18,9 @@ import (
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
-// The decoration chains measured: the defaults (access log, metrics, request
-// id) and every decoration configured but not firing, as in make bench.
-var benchConfigs = map[string]string{
-	"chain=default": "default: {protocol: http, http: {requestId: true}}",
-	"chain=every": `default:
-  protocol: http
-  http:
-    requestId: true
-    tracing: true
-    forwarded: true
-    timeouts: {connect: 2s, request: 30s}
-    retries: {attempts: 2}
-    fault: {delay: {fixed: 1s, percent: 0}, abort: {status: 503, percent: 0}}
-    headers: {request: {set: {x-env: bench}}, response: {set: {x-served-by: veneer}}}
-    rateLimit: {requestsPerSecond: 10000000, burst: 10000000}
-    authz: {rules: [{action: deny, paths: [/never]}]}
-    circuitBreaker: {maxRequests: 100000}`,
-}
+// everyDecoration is make bench's config with every decoration configured
+// but not firing.
+const everyDecoration = "../../test/bench/every.yaml"
 
 // BenchmarkServe is one keep-alive GET through the whole HTTP path (the
 // net/http server, the chain, the pooled connection to the app) and its 1 KiB
@@ -44,9 +30,16 @@ var benchConfigs = map[string]string{
 //	go test -run '^$' -bench Serve -benchmem -count 10 ./pkg/httpproxy | benchstat -col /chain -
 func BenchmarkServe(b *testing.B) {
 	app := rawApp(b)
-	for name, yaml := range benchConfigs {
-		b.Run(name, func(b *testing.B) {
-			cfg, err := config.Parse([]byte(yaml))
+	every, err := os.ReadFile(everyDecoration)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, yaml string }{
+		{"chain=default", "default: {protocol: http, http: {requestId: true}}"}, // make bench's default
+		{"chain=every", string(every)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg, err := config.Parse([]byte(c.yaml))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	_ "embed"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -47,6 +48,9 @@ type proxyCase struct {
 	bare bool
 	proc *exec.Cmd
 }
+
+//go:embed every.yaml
+var everyDecoration string
 
 type result struct {
 	rps, p50, p90, p99, cpuPer1k, streamMBps []float64
@@ -108,20 +112,7 @@ func run() error {
 	}
 	tcpCfg := cfg("tcp.yaml", "default: {protocol: tcp}\n")
 	httpCfg := cfg("http.yaml", "default: {protocol: http, http: {requestId: true}}\n")
-	fullCfg := cfg("full.yaml", `default:
-  protocol: http
-  http:
-    requestId: true
-    tracing: true
-    forwarded: true
-    timeouts: {connect: 2s, request: 30s}
-    retries: {attempts: 2}
-    fault: {delay: {fixed: 1s, percent: 0}, abort: {status: 503, percent: 0}}
-    headers: {request: {set: {x-env: bench}}, response: {set: {x-served-by: veneer}}}
-    rateLimit: {requestsPerSecond: 10000000, burst: 10000000, perClient: {requestsPerSecond: 10000000, burst: 10000000}}
-    authz: {rules: [{action: deny, paths: [/never]}]}
-    circuitBreaker: {maxRequests: 100000}
-`)
+	fullCfg := cfg("full.yaml", everyDecoration)
 	agent := func(port int, config string) []string {
 		a := port - 15006 + 15000
 		return []string{abs("veneer-agent"), "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
