@@ -26,7 +26,7 @@ import (
 // serves that connection.
 
 const (
-	maxHead    = 64 << 10  // the longest request head, as net/http's MaxHeaderBytes
+	maxHead    = 64 << 10  // the longest request head: the loop's and net/http's (MaxHeaderBytes)
 	maxDiscard = 256 << 10 // unread request body read off to keep a connection, as net/http
 	// watchAfter is how long a request may go unanswered before the loop
 	// starts watching for the client leaving (so that the app's request is

@@ -156,6 +156,7 @@ func (w *h1writer) commit(final bool) {
 		}
 	}
 	h.Del("Transfer-Encoding") // the framing is this writer's
+	trailers := w.hasTrailers()
 	switch {
 	case w.bodyless():
 		if noBodyStatus(w.status) {
@@ -168,7 +169,7 @@ func (w *h1writer) commit(final bool) {
 			h.Del("Content-Type")
 		}
 	case w.length >= 0:
-	case final && !w.hasTrailers():
+	case final && !trailers:
 		w.length = int64(len(w.held))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.held))}
 	case req.ProtoAtLeast(1, 1):
@@ -205,7 +206,7 @@ func (w *h1writer) commit(final bool) {
 	}
 
 	w.statusLine(w.status)
-	if w.hasTrailers() {
+	if trailers {
 		exclude := map[string]bool{}
 		for k := range h {
 			if strings.HasPrefix(k, http.TrailerPrefix) {

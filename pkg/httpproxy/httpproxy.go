@@ -134,7 +134,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		Handler:           s,
 		Protocols:         serverProtos,
 		ReadHeaderTimeout: o.HeaderTimeout, // slow heads (slowloris) end here
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHead,         // the loop's bound too
 		ConnContext:       connContext,
 		ConnState:         connState,
 		ErrorLog:          s.errorLog,
