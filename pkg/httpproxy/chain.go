@@ -94,19 +94,18 @@ func (s *Server) chain(h config.HTTP) (http.Handler, func(http.Handler) http.Han
 	return wrap(ds, s.forwarder(h)), observe, nil
 }
 
-// forwarder sends the request to the app, which is the original destination
-// of the client's connection, keeping its Host and its own forwarding
-// headers.
+// forwarder builds the chain's forwarder (forward.go), with its timeouts
+// and retries.
 func (s *Server) forwarder(h config.HTTP) http.Handler {
 	var rt http.RoundTripper = roundTripper{s}
 	if h.Retries != nil {
 		rt = retry.New(*h.Retries, rt)
 	}
-	connect, request := 5*time.Second, time.Duration(0)
+	f := &forwarder{rt: rt, connect: 5 * time.Second}
 	if t := h.Timeouts; t != nil {
-		connect, request = t.Connect.D(), t.Request.D()
+		f.connect, f.request = t.Connect.D(), t.Request.D()
 	}
-	rp := &httputil.ReverseProxy{
+	f.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			hc := pr.In.Context().Value(connKey{}).(*conn)
 			pr.Out.URL.Scheme = "http"
@@ -119,8 +118,6 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 				}
 			}
 			if pr.In.ProtoMajor == 1 {
-				// Header names as the client spelled them (and the app's
-				// response's as the app spelled them: responseCase).
 				hc.names.Restore(pr.Out.Header)
 			}
 		},
@@ -129,15 +126,7 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 		ErrorHandler: errorHandler,
 		ErrorLog:     s.errorLog,
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		exchange.From(r.Context()).ConnectTimeout = connect
-		if request > 0 {
-			ctx, cancel := context.WithTimeoutCause(r.Context(), request, errRequestTimeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		rp.ServeHTTP(w, r)
-	})
+	return f
 }
 
 var errRequestTimeout = errors.New("request timeout")

@@ -125,7 +125,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		IdleConnTimeout:     o.UpstreamIdle,
 	}
 	s.h1 = upstream.New(s.dial, o.UpstreamIdle, s.std)
-	s.h1.GotConn = responseCase
+	s.h1.GotConn, s.h1.Got1xx = responseCase, informational
 	s.h2c = &http.Transport{DialContext: s.dial, Protocols: h2, DisableCompression: true, IdleConnTimeout: o.UpstreamIdle}
 	serverProtos := new(http.Protocols)
 	serverProtos.SetHTTP1(true)
@@ -278,7 +278,7 @@ func (c *conn) transport(s *Server, h2 bool) http.RoundTripper {
 		c.own[1] = s.h2c.Clone()
 		c.own[1].DialContext = dial
 		c.ownH1 = upstream.New(dial, s.std.IdleConnTimeout, c.own[0])
-		c.ownH1.GotConn = responseCase
+		c.ownH1.GotConn, c.ownH1.Got1xx = responseCase, informational
 	})
 	if h2 {
 		return c.own[1]

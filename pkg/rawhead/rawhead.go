@@ -192,6 +192,27 @@ func (h *Head) Violation() string {
 func (h *Head) Restore(hdr http.Header) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.rekey(hdr)
+}
+
+// Spelled is hdr re-keyed to the spellings learned: hdr itself when none of
+// its names was spelled otherwise (the common case, at no cost), else a
+// re-keyed copy, so that whoever reads hdr by canonical name later still
+// finds every value.
+func (h *Head) Spelled(hdr http.Header) http.Header {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for canon := range h.m {
+		if _, ok := hdr[canon]; ok {
+			out := hdr.Clone()
+			h.rekey(out)
+			return out
+		}
+	}
+	return hdr
+}
+
+func (h *Head) rekey(hdr http.Header) {
 	for canon, name := range h.m {
 		v, ok := hdr[canon]
 		if !ok {

@@ -59,6 +59,12 @@ type Transport struct {
 	// httptrace.ClientTrace, without a context and a request copy per
 	// request to install it.
 	GotConn func(req *http.Request, c net.Conn)
+
+	// Got1xx, when set, is called with each informational response (100
+	// Continue, 103 Early Hints) to a request this Transport sends itself,
+	// instead of the request's httptrace.ClientTrace: the hook without a
+	// context per request. An error ends the exchange.
+	Got1xx func(req *http.Request, code int, h http.Header) error
 }
 
 // New returns a Transport that opens connections with dial, closes pooled
@@ -72,7 +78,7 @@ func New(dial Dial, idle time.Duration, fallback http.RoundTripper) *Transport {
 // from the app as the caller reads it, and the connection goes back to the
 // pool once the body ended, or is closed when the body is closed early.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !ownsRequest(req) {
+	if !Owns(req) {
 		if t.GotConn != nil {
 			in := req
 			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
@@ -127,8 +133,9 @@ func (t *Transport) pool(addr string) *pool {
 	return p.(*pool)
 }
 
-// ownsRequest reports whether this Transport sends req itself.
-func ownsRequest(req *http.Request) bool {
+// Owns reports whether a Transport sends req itself rather than through
+// its fallback.
+func Owns(req *http.Request) bool {
 	if req.URL.Scheme != "http" || len(req.Trailer) > 0 {
 		return false
 	}
@@ -369,7 +376,7 @@ const maxInformational = 8
 func (pc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
-	resp, err := pc.exchange(req)
+	resp, err := pc.exchange(req, pc.home.p.t.Got1xx)
 	if err != nil {
 		stop()
 		return nil, err
@@ -382,19 +389,24 @@ func (pc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (pc *conn) exchange(req *http.Request) (*http.Response, error) {
+func (pc *conn) exchange(req *http.Request, got1xx func(*http.Request, int, http.Header) error) (*http.Response, error) {
 	if err := req.Write(pc.bw); err != nil {
 		return nil, fmt.Errorf("writing the request to the app: %w", err)
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("writing the request to the app: %w", err)
 	}
+	// ReadResponse calls an end before the status line unexpected; told
+	// apart here (with a reset), it is a pooled connection the app had
+	// closed, and the request may be sent again: closedUnanswered.
+	if _, err := pc.br.Peek(1); err == io.EOF {
+		return nil, io.EOF // compared as is
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the app's response: %w", err)
+	}
 	for range maxInformational {
 		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
-			if err == io.EOF {
-				return nil, io.EOF // closedUnanswered compares it as is
-			}
 			return nil, fmt.Errorf("reading the app's response: %w", err)
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 199 {
@@ -404,7 +416,11 @@ func (pc *conn) exchange(req *http.Request) (*http.Response, error) {
 			return nil, errors.New("the app switched protocols on a request that asked for no upgrade")
 		}
 		// 100 Continue, 102, 103 Early Hints: passed on, as net/http does.
-		if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.Got1xxResponse != nil {
+		if got1xx != nil {
+			if err := got1xx(req, resp.StatusCode, resp.Header); err != nil {
+				return nil, err
+			}
+		} else if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.Got1xxResponse != nil {
 			if err := tr.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				return nil, err
 			}
