@@ -117,6 +117,7 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 					pr.Out.Header[k] = v
 				}
 			}
+			delete(pr.Out.Header, "Expect") // see noExpect
 			if pr.In.ProtoMajor == 1 {
 				hc.names.Restore(pr.Out.Header)
 			}

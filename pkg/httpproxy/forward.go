@@ -62,9 +62,10 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	}
 
 	h := r.Header
-	if hasHopByHop(h) {
+	if hasHopByHop(h) || h["Expect"] != nil {
 		h = h.Clone()
 		removeHopByHop(h)
+		delete(h, "Expect") // see noExpect
 		// The app may send trailers: this hop passes them on.
 		if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 			h["Te"] = []string{"trailers"}
@@ -127,6 +128,11 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return true
 }
+
+// noExpect: the agent answers Expect: 100-continue itself (net/http's
+// server sends 100 Continue when the body is first read, and the body then
+// goes to the app whole), so the app is not asked: its own 100 Continue
+// would reach the client as a second one. Envoy does the same by default.
 
 // copyBody copies the app's response body to w, flushing after every
 // write when stream is set.
