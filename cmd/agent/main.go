@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -22,6 +23,9 @@ func main() {
 		return
 	}
 	if err == nil {
+		if opts.Workers > 0 {
+			runtime.GOMAXPROCS(opts.Workers)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
 		hup := make(chan os.Signal, 1)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type Options struct {
 	DrainQuiet     time.Duration // during a drain, stop accepting once no connection came for this long
 	UpstreamIdle   time.Duration // how long a pooled connection to the app may idle
 	AdminLocal     string        // the state-changing admin endpoints, on a loopback address; "" for none
+	// Workers is how many cores the agent runs on at once (the command sets
+	// GOMAXPROCS to it); 0: as many as the container may use.
+	Workers int
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -78,6 +82,7 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "after SIGTERM: how long the agent may drain; it accepts new connections for up to half of it, then lets open ones finish, then closes what is left")
 	fs.DurationVar(&o.DrainQuiet, "drain-quiet", time.Second, "after SIGTERM: stop accepting once no new connection came for this long")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
+	fs.IntVar(&o.Workers, "workers", 1, "cores the agent runs on at once (GOMAXPROCS); 0: as many as the container may use (its CPU limit, else the node's cores). One, as Linkerd's proxy: a sidecar should not compete with its app, and one core costs less CPU per request")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "veneer-agent forwards the connections veneer-init redirected to it, and decorates them.\n"+
@@ -109,6 +114,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
 			return Options{}, fmt.Errorf("--admin-local: %q is not a loopback address and port (e.g. 127.0.0.1:15009): it changes the agent's state", o.AdminLocal)
 		}
+	}
+	if o.Workers < 0 {
+		return Options{}, fmt.Errorf("--workers: %d is negative (0: as many as the container may use)", o.Workers)
 	}
 	if o.MaxConnections < 0 {
 		return Options{}, fmt.Errorf("--max-connections: %d is negative", o.MaxConnections)
@@ -260,7 +268,8 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 	go func() { errc <- adminSrv.Serve(aln) }()
 	a.SetReady(true)
-	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config)
+	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).
+		Int("workers", runtime.GOMAXPROCS(0))
 	if len(sides) > 1 {
 		ev = ev.Str("outbound_listen", sides[1].ln.Addr().String())
 	}

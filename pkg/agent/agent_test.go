@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Listen != ":15006" || o.Admin != ":15000" || o.DrainTimeout != 9*time.Second || o.ConnectTimeout != 5*time.Second {
+	if o.Listen != ":15006" || o.Admin != ":15000" || o.DrainTimeout != 9*time.Second || o.ConnectTimeout != 5*time.Second || o.Workers != 1 {
 		t.Errorf("options = %+v; want the defaults with the drain timeout from the environment", o)
 	}
 	for _, tc := range []struct {
@@ -23,6 +23,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--admin", "nowhere"}, `--admin: "nowhere" is not a host:port address (e.g. :15006)`},
 		{[]string{"--drain-timeout", "-1s"}, `--drain-timeout: -1s is negative`},
 		{[]string{"--connect-timeout", "0s"}, `--connect-timeout: 0s is not a positive duration`},
+		{[]string{"--workers", "-2"}, `--workers: -2 is negative (0: as many as the container may use)`},
 		{[]string{"--log-level", "loud"}, `--log-level: "loud" is not a level (debug, info, warn or error)`},
 	} {
 		if _, err := ParseFlags(tc.args, io.Discard); err == nil || err.Error() != tc.want {

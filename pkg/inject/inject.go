@@ -11,6 +11,7 @@
 //	veneer.dev/inbound-ports: "8080,9090"   # default: the containers' declared TCP ports, or "*"
 //	veneer.dev/exclude-inbound-ports: "9100"
 //	veneer.dev/sidecar: native | classic     # default: native (Kubernetes 1.29+)
+//	veneer.dev/workers: "2"                 # the agent's --workers; default 1, 0 for the container's CPU limit
 package inject
 
 import (
@@ -32,6 +33,7 @@ const (
 	AnnotationInboundPorts        = "veneer.dev/inbound-ports"
 	AnnotationExcludeInboundPorts = "veneer.dev/exclude-inbound-ports"
 	AnnotationSidecar             = "veneer.dev/sidecar"
+	AnnotationWorkers             = "veneer.dev/workers"
 	AnnotationInjected            = "veneer.dev/injected"
 )
 

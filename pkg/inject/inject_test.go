@@ -106,7 +106,7 @@ func TestInjectAnnotationsAndKinds(t *testing.T) {
 kind: Pod
 metadata:
   name: p
-  annotations: {veneer.dev/inbound-ports: "80", veneer.dev/exclude-inbound-ports: "9100", veneer.dev/sidecar: classic}
+  annotations: {veneer.dev/inbound-ports: "80", veneer.dev/exclude-inbound-ports: "9100", veneer.dev/sidecar: classic, veneer.dev/workers: "2"}
 spec:
   containers: [{name: app, image: app}]
 ---
@@ -139,6 +139,9 @@ data: {a: b}
 	if a := strings.Join(pod.InitContainers[0].Args, " "); a != "--inbound-ports 80 --exclude-inbound-ports 9100" {
 		t.Errorf("veneer-init args = %q", a)
 	}
+	if a := strings.Join(pod.Containers[0].Args, " "); a != "--config /etc/veneer/config.yaml --workers 2" {
+		t.Errorf("veneer-agent args = %q", a)
+	}
 	job, _ := podSpecOf(t, docs[1])
 	if find(job.InitContainers, AgentName) == nil || job.InitContainers[0].Args[1] != "*" {
 		t.Errorf("CronJob: init containers = %v; want injected, every port (none declared)", job.InitContainers)
@@ -156,6 +159,8 @@ func TestInjectErrors(t *testing.T) {
 			`document 1 (Deployment/d): metadata.annotations[veneer.dev/inbound-ports]: "http" is not a port (1-65535)`},
 		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/sidecar: sometimes}}\nspec: {containers: [{name: a}]}\n",
 			`document 1 (Pod/p): metadata.annotations[veneer.dev/sidecar]: "sometimes" is not a sidecar kind (native or classic)`},
+		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/workers: \"-1\"}}\nspec: {containers: [{name: a}]}\n",
+			`document 1 (Pod/p): metadata.annotations[veneer.dev/workers]: "-1" is not a number of cores (0-1024; 0: as many as the container may use)`},
 		{"kind: Service\n---\nkind: Pod\nspec: {containerz: []}\n", `document 2 (Pod): error unmarshaling JSON: while decoding JSON: json: unknown field "containerz"`},
 		{"kind: [unclosed\n", "document 1: not Kubernetes YAML: yaml: line 1: did not find expected ',' or ']'"},
 	} {

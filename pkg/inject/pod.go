@@ -56,12 +56,21 @@ func (w *workload) inject(o Options) error {
 		sidecar = v
 	}
 
+	var agentArgs []string
+	if v, where, ok := w.annotation(AnnotationWorkers); ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 1024 {
+			return fmt.Errorf("%s[%s]: %q is not a number of cores (0-1024; 0: as many as the container may use)", where, AnnotationWorkers, v)
+		}
+		agentArgs = append(agentArgs, "--workers", v)
+	}
+
 	initArgs := []string{"--inbound-ports", ports}
 	if exclude != "" {
 		initArgs = append(initArgs, "--exclude-inbound-ports", exclude)
 	}
 	init := initContainer(o.InitImage, initArgs)
 	agent := agentContainer(o.AgentImage)
+	agent.Args = append(agent.Args, agentArgs...)
 	if sidecar == "native" {
 		always := corev1.ContainerRestartPolicyAlways
 		agent.RestartPolicy = &always

@@ -51,6 +51,10 @@ func TestInterceptsInbound(t *testing.T) {
 			if got := p.metric("veneer_tcp_connections_opened_total", "8080"); got != n {
 				t.Errorf("veneer_tcp_connections_opened_total{port=8080} = %v; want %d", got, n)
 			}
+			// One core by default (--workers 1), as Linkerd's proxy.
+			if got := p.metricDir("go_sched_gomaxprocs_threads", "", ""); got != 1 {
+				t.Errorf("go_sched_gomaxprocs_threads = %v; want 1 (--workers' default)", got)
+			}
 			if got := p.metric("veneer_tcp_received_bytes_total", "8080"); got <= 0 {
 				t.Errorf("veneer_tcp_received_bytes_total{port=8080} = %v; want > 0", got)
 			}
