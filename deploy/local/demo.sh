@@ -97,8 +97,8 @@ request "http://$POD_IP:8080/no-such-page"
 request "http://$POD_IP:8080/admin/secrets"
 request "http://$POD_IP:8080/chaos"
 
-bold "6. The access log: one JSON line per request (the agent's stdout; Envoy's fields)"
-sleep 0.2
+bold "6. The access log: one JSON line per request (the agent's stdout, written out within a second; Envoy's fields)"
+wait_for "the access log" grep -q '"path":"/chaos"' "$WORK/access.log"
 sed -E -e 's/"start_time":"[^"]*",//' -e 's/,"(authority|upstream_host|x_forwarded_for|bytes_received)":"?[^,"]*"?//g' -e 's/^/  /' "$WORK/access.log"
 
 bold "7. What the app saw: every peer is the agent at $POD_IP / $POD_IP6, inside the pod"

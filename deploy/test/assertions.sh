@@ -16,6 +16,10 @@ check() { # check NAME COMMAND...
   else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
 
+# eventually CMD...: CMD succeeds within 3 s (the agent writes its access
+# log out within a second).
+eventually() { for _ in $(seq 30); do "$@" && return 0; sleep 0.1; done; "$@"; }
+
 status_of() { client_curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
 requests_through_agent() {
@@ -32,16 +36,16 @@ metrics_count_requests() {
   [ "${n:-0}" -ge 3 ] && [ "${c:-0}" -ge 3 ]
 }
 app_sees_the_agent() { app_logs | grep -q "^$POD_IP - - .*\"GET / HTTP/1.1\" 200"; }
+denial_logged() { agent_logs | grep -q '"path":"/admin/secrets".*"response_flags":"DENY"'; }
 authorization_denies() {
-  [ "$(status_of "http://$POD_IP:8080/admin/secrets")" = 403 ] &&
-    agent_logs | grep -q '"path":"/admin/secrets".*"response_flags":"DENY"'
+  [ "$(status_of "http://$POD_IP:8080/admin/secrets")" = 403 ] && eventually denial_logged
 }
 denied_never_reaches_app() { ! app_logs | grep -q '/admin'; }
 probes_from_the_node() { [ "$(node_curl -s -o /dev/null -w '%{http_code}' "http://$POD_IP:8080/")" = 200 ]; }
 
 run_assertions() {
   check "requests from another pod reach the app through the agent" requests_through_agent
-  check "the agent's access log has them, with request ids" access_log_has_requests
+  check "the agent's access log has them, with request ids" eventually access_log_has_requests
   check "the agent's /metrics count them" metrics_count_requests
   check "the app sees the agent (the pod's own address) as its peer" app_sees_the_agent
   check "an authorization rule answers 403 with flag DENY" authorization_denies

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/accesslog"
 	"github.com/veneermesh/veneer/pkg/admin"
 	"github.com/veneermesh/veneer/pkg/authz"
 	"github.com/veneermesh/veneer/pkg/config"
@@ -176,7 +177,11 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	access := zerolog.New(o.AccessLog)
+	// Written out within a second, not a write(2) per request; what is held
+	// is written when Run returns.
+	accessOut := accesslog.NewBuffered(o.AccessLog, time.Second)
+	defer accessOut.Close()
+	access := zerolog.New(accessOut)
 
 	// One listener per direction: inbound from iptables' redirect (or
 	// TPROXY), outbound from the app's own connections.

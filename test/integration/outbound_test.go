@@ -69,9 +69,10 @@ func TestOutboundCapture(t *testing.T) {
 		t.Errorf("the app's call = %q; want the outside server's answer, with the outbound header rule applied", got)
 	}
 	p.waitFor("the outbound connection closed", func() bool { return p.metricDir("veneer_tcp_connections_closed_total", "outbound", "9999") == 1 })
-	if !strings.Contains(agent.log.String(), `"direction":"outbound"`) || !strings.Contains(agent.log.String(), `"upstream_host":"`+localpod.ClientIP.String()+`:9999"`) {
-		t.Errorf("no outbound access log line for the call:\n%s", agent.log)
-	}
+	p.waitFor("an outbound access log line for the call", func() bool {
+		l := agent.log.String()
+		return strings.Contains(l, `"direction":"outbound"`) && strings.Contains(l, `"upstream_host":"`+localpod.ClientIP.String()+`:9999"`)
+	})
 	// Outbound decorations: a fault on one route, a header on every call.
 	if got := curl(fmt.Sprintf("http://%s:9999/blocked", localpod.ClientIP)); !strings.Contains(got, "fault injected") {
 		t.Errorf("the app's call to /blocked = %q; want the injected fault", got)
