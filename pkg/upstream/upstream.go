@@ -376,7 +376,7 @@ const maxInformational = 8
 func (pc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
-	resp, err := pc.exchange(req, pc.home.p.t.Got1xx)
+	resp, err := pc.exchange(req)
 	if err != nil {
 		stop()
 		return nil, err
@@ -389,7 +389,7 @@ func (pc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (pc *conn) exchange(req *http.Request, got1xx func(*http.Request, int, http.Header) error) (*http.Response, error) {
+func (pc *conn) exchange(req *http.Request) (*http.Response, error) {
 	if err := req.Write(pc.bw); err != nil {
 		return nil, fmt.Errorf("writing the request to the app: %w", err)
 	}
@@ -416,7 +416,7 @@ func (pc *conn) exchange(req *http.Request, got1xx func(*http.Request, int, http
 			return nil, errors.New("the app switched protocols on a request that asked for no upgrade")
 		}
 		// 100 Continue, 102, 103 Early Hints: passed on, as net/http does.
-		if got1xx != nil {
+		if got1xx := pc.home.p.t.Got1xx; got1xx != nil {
 			if err := got1xx(req, resp.StatusCode, resp.Header); err != nil {
 				return nil, err
 			}
