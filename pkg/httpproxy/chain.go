@@ -117,8 +117,10 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 					pr.Out.Header[k] = v
 				}
 			}
-			delete(pr.Out.Header, "Expect") // see noExpect
+			dropExpect(pr.Out.Header)
 			if pr.In.ProtoMajor == 1 {
+				// Header names as the client spelled them (and the app's
+				// response's as the app spelled them: responseCase).
 				hc.names.Restore(pr.Out.Header)
 			}
 		},

@@ -65,7 +65,7 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	if hasHopByHop(h) || h["Expect"] != nil {
 		h = h.Clone()
 		removeHopByHop(h)
-		delete(h, "Expect") // see noExpect
+		dropExpect(h)
 		// The app may send trailers: this hop passes them on.
 		if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 			h["Te"] = []string{"trailers"}
@@ -98,7 +98,7 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	}
 	announced := len(res.Trailer)
 	if announced > 0 {
-		wh.Add("Trailer", strings.Join(sortedKeys(res.Trailer), ", "))
+		wh.Add("Trailer", strings.Join(slices.Sorted(maps.Keys(res.Trailer)), ", "))
 	}
 	w.WriteHeader(res.StatusCode)
 	// A body of unknown length, or an event stream, reaches the client as
@@ -129,17 +129,22 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// noExpect: the agent answers Expect: 100-continue itself (net/http's
-// server sends 100 Continue when the body is first read, and the body then
-// goes to the app whole), so the app is not asked: its own 100 Continue
-// would reach the client as a second one. Envoy does the same by default.
+// dropExpect takes Expect out of a request to the app. The agent answers
+// Expect: 100-continue itself (net/http's server sends 100 Continue when
+// the body is first read, and the body then goes to the app whole), so the
+// app is not asked: its own 100 Continue would reach the client as a
+// second one. Envoy does the same by default.
+func dropExpect(h http.Header) { delete(h, "Expect") }
 
 // copyBody copies the app's response body to w, flushing after every
 // write when stream is set.
 func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
 	bp := buffers.Get().(*[bufSize]byte)
 	defer buffers.Put(bp)
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
+	if stream {
+		rc = http.NewResponseController(w)
+	}
 	for {
 		n, rerr := body.Read(bp[:])
 		if n > 0 {
@@ -192,15 +197,6 @@ func isEventStream(contentType string) bool {
 	const es = "text/event-stream"
 	return len(contentType) >= len(es) && strings.EqualFold(contentType[:len(es)], es) &&
 		(len(contentType) == len(es) || contentType[len(es)] == ';' || contentType[len(es)] == ' ')
-}
-
-func sortedKeys(h http.Header) []string {
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // informational is the HTTP/1.1 transports' Got1xx hook: it passes an
