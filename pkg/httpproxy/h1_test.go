@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +75,31 @@ func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
 	client, agentSide := loopbackPair(t)
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	l.s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: l.app})
+	return client, bufio.NewReader(client)
+}
+
+// unixConn is conn over a Unix socket pair, which leaves no TIME_WAIT
+// behind: the fuzzer opens thousands of connections a second, and over
+// loopback TCP they filled the port range until connect() stalled for
+// seconds (taken for hangs).
+func (l *loopServer) unixConn(t testing.TB) (net.Conn, *bufio.Reader) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		ends[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := ends[0]
+	t.Cleanup(func() { client.Close() })
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	l.s.ServeConn(proxy.Handoff{Conn: ends[1], Client: netip.MustParseAddrPort("192.0.2.1:40000"), Dst: l.app})
 	return client, bufio.NewReader(client)
 }
 
