@@ -14,6 +14,11 @@ type Writer struct {
 	Written int64
 	before  []func(status int, h http.Header)
 	sent    bool
+
+	// Spelling, when set, re-keys the header to the names as the app spelled
+	// them, just before it is written and after the BeforeHeader hooks (a
+	// field, not a hook: set for every request, it would cost a closure).
+	Spelling interface{ Restore(http.Header) }
 }
 
 // NewWriter wraps w.
@@ -35,6 +40,9 @@ func (w *Writer) WriteHeader(status int) {
 	w.Status = status
 	for _, fn := range w.before {
 		fn(status, w.ResponseWriter.Header())
+	}
+	if w.Spelling != nil {
+		w.Spelling.Restore(w.ResponseWriter.Header())
 	}
 	w.ResponseWriter.WriteHeader(status)
 }

@@ -109,7 +109,7 @@ func (s *Server) forwarder(h config.HTTP) http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			hc := pr.In.Context().Value(connKey{}).(*conn)
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = hc.dst.String()
+			pr.Out.URL.Host = hc.dstAddr
 			pr.Out.Host = pr.In.Host
 			// ReverseProxy drops these before Rewrite; a transparent hop keeps them.
 			for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
@@ -140,7 +140,7 @@ var errRequestTimeout = errors.New("request timeout")
 func responseCase(req *http.Request, c net.Conn) {
 	if ac, ok := c.(*appConn); ok {
 		if w := exchange.From(req.Context()).W; w != nil {
-			w.BeforeHeader(func(_ int, h http.Header) { ac.names.Restore(h) })
+			w.Spelling = &ac.names
 		}
 	}
 }

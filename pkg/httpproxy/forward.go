@@ -50,7 +50,7 @@ func (f *forwarder) direct(w http.ResponseWriter, r *http.Request) bool {
 	hc := r.Context().Value(connKey{}).(*conn)
 	out := *r // a shallow copy: the header is copied only if changed below
 	u := *r.URL
-	u.Scheme, u.Host = "http", hc.dst.String()
+	u.Scheme, u.Host = "http", hc.dstAddr
 	out.URL = &u
 	out.RequestURI = "" // a client request's
 	out.Close = false

@@ -228,12 +228,13 @@ func (d debugWriter) Write(p []byte) (int, error) {
 // conn is a connection handed over by the proxy, with what it knows.
 type conn struct {
 	net.Conn
-	pre    []byte         // bytes already read while sniffing, replayed first
-	again  []byte         // bytes the HTTP/1 loop read, replayed to net/http (counted once)
-	client netip.AddrPort // the real client
-	dst    netip.AddrPort // the original destination: the app
-	mu     sync.Mutex
-	app    net.Conn // a connection to the app opened while sniffing, for the first request
+	pre     []byte         // bytes already read while sniffing, replayed first
+	again   []byte         // bytes the HTTP/1 loop read, replayed to net/http (counted once)
+	client  netip.AddrPort // the real client
+	dst     netip.AddrPort // the original destination: the app
+	dstAddr string         // dst as host:port, the app's pool key
+	mu      sync.Mutex
+	app     net.Conn // a connection to the app opened while sniffing, for the first request
 
 	names          rawhead.Head // what the client's raw request heads said
 	received, sent atomic.Int64 // bytes from and to the client
@@ -356,7 +357,7 @@ func (c *conn) Close() error {
 
 // ServeConn serves a connection the proxy found to carry HTTP.
 func (s *Server) ServeConn(h proxy.Handoff) {
-	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, app: h.App, closed: h.Closed, dialOwn: h.Dial}
+	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, dstAddr: h.Dst.String(), app: h.App, closed: h.Closed, dialOwn: h.Dial}
 	s.live.Store(hc, struct{}{})
 	s.liveCount.Add(1)
 	go s.serveHTTP1(hc)
@@ -382,7 +383,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // this request's client connection has one, else anew, within the connect
 // timeout of the request's chain.
 func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if hc, ok := ctx.Value(connKey{}).(*conn); ok && hc.dst.String() == addr {
+	if hc, ok := ctx.Value(connKey{}).(*conn); ok && hc.dstAddr == addr {
 		if a := hc.takeApp(); a != nil {
 			return &appConn{Conn: a}, nil
 		}
