@@ -78,6 +78,7 @@ type Exchange struct {
 
 	// W is the response as written so far; set by Begin.
 	W *Writer
+	w Writer // W's memory: one allocation for both
 
 	flags        atomic.Uint32
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
@@ -102,7 +103,8 @@ func (e *Exchange) Failure() string {
 // bodyIdle, when not zero, bounds the wait for each read of the request
 // body, so that a client dribbling its body holds nothing for long.
 func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Duration) (*Writer, *http.Request) {
-	e.W = NewWriter(w)
+	e.w = Writer{ResponseWriter: w}
+	e.W = &e.w
 	r = r.WithContext(With(r.Context(), e))
 	if r.Body != nil && r.Body != http.NoBody {
 		b := &countingBody{ReadCloser: r.Body, e: e, idle: bodyIdle}
