@@ -194,8 +194,9 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// bufferPool lends ReverseProxy its copy buffers. It pools array pointers:
-// a slice put in a sync.Pool would allocate its header on every Put.
+// bufferPool lends ReverseProxy its copy buffers (the forwarder's copyBody
+// takes them from buffers directly). It pools array pointers: a slice put
+// in a sync.Pool would allocate its header on every Put.
 type bufferPool struct{}
 
 const bufSize = 32 << 10

@@ -224,8 +224,8 @@ func (s *Server) handOff(h *h1conn) bool {
 }
 
 // serve runs the chain for req. A panic ends the connection, as in
-// net/http; http.ErrAbortHandler (ReverseProxy's, when the app's body
-// broke off) quietly.
+// net/http; http.ErrAbortHandler (the forwarder's and ReverseProxy's, when
+// the app's body broke off or the client left mid-body) quietly.
 func (h *h1conn) serve(w *h1writer, req *http.Request) (ok bool) {
 	defer func() {
 		if err := recover(); err != nil {
