@@ -35,7 +35,10 @@ func (w *writes) all() []string {
 
 func TestBufferedHoldsThenWritesWholeLines(t *testing.T) {
 	out := &writes{}
-	b := NewBuffered(out, 50*time.Millisecond)
+	// An interval long enough that a test machine's pauses do not flush
+	// before the checks below expect it (50 ms could pass in one pause on
+	// a loaded machine running the race detector).
+	b := NewBuffered(out, 300*time.Millisecond)
 	var want strings.Builder
 	for i := range 1000 { // about 10 buffers' worth
 		line := fmt.Sprintf(`{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 300))

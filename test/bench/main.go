@@ -34,6 +34,7 @@ var (
 	duration = flag.Duration("duration", 5*time.Second, "each wrk and fortio run")
 	bin      = flag.String("bin", "bin", "where veneer's binaries, fastapp and fortio are")
 	only     = flag.String("cases", "", "measure only the cases whose names match this regular expression")
+	workers2 = flag.Bool("two-workers", false, "also measure veneer tcp and http with --workers 2, beside the default one")
 )
 
 // A case is one way to reach the app: a REDIRECT target (0: no capture).
@@ -45,8 +46,9 @@ type proxyCase struct {
 	app  string // "fast" or "python"
 	// bare: no proxy, a second copy of the app behind the REDIRECT rule:
 	// what the capture alone (nat and conntrack) costs.
-	bare bool
-	proc *exec.Cmd
+	bare   bool
+	stdout io.Writer // where the proxy's output goes; nil: /dev/null
+	proc   *exec.Cmd
 }
 
 //go:embed every.yaml
@@ -83,13 +85,11 @@ func run() error {
 			p.Wait()
 		}
 	}()
-	start := func(id uint32, args ...string) (*exec.Cmd, error) {
-		c := exec.Command(args[0], args[1:]...) // output to /dev/null: no pipe a worker could hold open
-		if filepath.Base(args[0]) == "veneer-agent" {
-			// Its access log (on by default) to a pipe drained by this
-			// process, as a container runtime reads a container's stdout.
-			c.Stdout = io.Discard
-		}
+	// start runs a process in the pod. Output goes to /dev/null unless
+	// stdout says otherwise: no pipe that a worker could hold open.
+	start := func(id uint32, stdout io.Writer, args ...string) (*exec.Cmd, error) {
+		c := exec.Command(args[0], args[1:]...)
+		c.Stdout = stdout
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := pod.Pod.Start(c, id); err != nil {
 			return nil, err
@@ -99,12 +99,12 @@ func run() error {
 	}
 
 	// The apps: a fast one, and the seed's Python server on a 1 KiB file.
-	if _, err := start(65534, abs("fastapp"), "--listen", ":8080"); err != nil {
+	if _, err := start(65534, nil, abs("fastapp"), "--listen", ":8080"); err != nil {
 		return err
 	}
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte(strings.Repeat("a", 1024)), 0o644)
 	os.Chmod(filepath.Join(dir, "index.html"), 0o644)
-	if _, err := start(65534, "/usr/bin/python3", "-m", "http.server", "8081", "--directory", dir); err != nil {
+	if _, err := start(65534, nil, "/usr/bin/python3", "-m", "http.server", "8081", "--directory", dir); err != nil {
 		return err
 	}
 
@@ -118,35 +118,43 @@ func run() error {
 	tcpCfg := cfg("tcp.yaml", "default: {protocol: tcp}\n")
 	httpCfg := cfg("http.yaml", "default: {protocol: http, http: {requestId: true}}\n")
 	fullCfg := cfg("full.yaml", everyDecoration)
-	agent := func(port int, config string) []string {
+	// veneer is a case of the agent on port with config. Its access log (on
+	// by default) goes to a pipe this process drains, as a container
+	// runtime reads a container's stdout.
+	veneer := func(name string, port int, config string, flags ...string) *proxyCase {
 		a := port - 15006 + 15000
-		return []string{abs("veneer-agent"), "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
+		cmd := []string{abs("veneer-agent"), "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
 			"--admin-local", "", "--outbound-listen", "", "--config", config, "--max-connections", "0"}
+		return &proxyCase{name: name, port: port, cmd: append(cmd, flags...), uid: 1337, app: "fast", stdout: io.Discard}
 	}
 	pid := localpod.PodIP.String()
 	haTCP := cfg("haproxy-tcp.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend f\n  bind :15306\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
 	haHTTP := cfg("haproxy-http.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind :15406\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
 	ngx := cfg("nginx.conf", fmt.Sprintf("worker_processes 1;\npid %s/nginx.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:8080; keepalive 64; }\n  server {\n    listen 15506;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n", dir, pid))
 	// The Python case goes through the agent of the default decorations.
-	httpDefault := &proxyCase{name: "veneer http (default decorations)", port: 15106, cmd: agent(15106, httpCfg), uid: 1337, app: "fast"}
+	httpDefault := veneer("veneer http (default decorations)", 15106, httpCfg)
 	viaVeneer := &proxyCase{name: "python via veneer http", port: 15106, app: "python"}
 	cases := []*proxyCase{
 		{name: "direct", app: "fast"},
 		{name: "REDIRECT alone (no proxy)", port: 15606, cmd: []string{abs("fastapp"), "--listen", ":15606"}, uid: 65534, app: "fast", bare: true},
-		{name: "veneer tcp", port: 15006, cmd: agent(15006, tcpCfg), uid: 1337, app: "fast"},
+		veneer("veneer tcp", 15006, tcpCfg),
 		httpDefault,
-		{name: "veneer http (every decoration)", port: 15206, cmd: agent(15206, fullCfg), uid: 1337, app: "fast"},
+		veneer("veneer http (every decoration)", 15206, fullCfg),
 		{name: "haproxy tcp", port: 15306, cmd: []string{"haproxy", "-f", haTCP, "-db"}, app: "fast"},
 		{name: "haproxy http", port: 15406, cmd: []string{"haproxy", "-f", haHTTP, "-db"}, app: "fast"},
 		{name: "nginx proxy_pass", port: 15506, cmd: []string{"nginx", "-c", ngx, "-g", "daemon off;"}, app: "fast"},
 		{name: "python direct", app: "python"},
 		viaVeneer,
 	}
+	if *workers2 {
+		cases = append(cases, veneer("veneer tcp (2 workers)", 15706, tcpCfg, "--workers", "2"),
+			veneer("veneer http (default decorations, 2 workers)", 15806, httpCfg, "--workers", "2"))
+	}
 	for _, c := range cases {
 		if c.cmd == nil {
 			continue
 		}
-		if c.proc, err = start(c.uid, c.cmd...); err != nil {
+		if c.proc, err = start(c.uid, c.stdout, c.cmd...); err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
