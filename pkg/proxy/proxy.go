@@ -6,8 +6,9 @@
 //	...
 //	p.Shutdown(ctx) // stop accepting, let open connections finish until ctx ends
 //
-// Bytes are copied through pooled buffers held only while bytes are in flight
-// (see copy.go for why not splice(2)), so idle connections cost no buffer.
+// Bytes are copied through pooled buffers, and a bulk transfer spliced
+// through pooled pipes (see copy.go for when and why), each held only while
+// bytes are in flight, so idle connections cost no buffer.
 package proxy
 
 import (
