@@ -126,11 +126,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestForwardEchoAndHalfClose(t *testing.T) {
+	drainPipes()
 	dst := app(t, echo)
 	_, reg, addr := start(t, dst, Config{})
 	c := dial(t, addr)
 
-	payload := make([]byte, 1<<20)
+	// 16 MiB: enough for reads that fill the copy buffer, so the bulk of
+	// it is spliced both ways and counted as such.
+	payload := make([]byte, 16<<20)
 	rand.Read(payload)
 	go func() {
 		c.Write(payload)
@@ -143,6 +146,9 @@ func TestForwardEchoAndHalfClose(t *testing.T) {
 	}
 	if sha256.Sum256(got) != sha256.Sum256(payload) {
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), len(payload))
+	}
+	if len(idlePipes) == 0 {
+		t.Error("16 MiB each way went through no pipe: never spliced")
 	}
 	port := strings.TrimPrefix(dst.String(), "127.0.0.1:")
 	waitFor(t, "closed counter", func() bool { return counter(t, reg, "veneer_tcp_connections_closed_total", port) == 1 })
