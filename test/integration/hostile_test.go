@@ -24,39 +24,26 @@ type rawApp struct {
 
 func (p *pod) startRawApp(port int) *rawApp {
 	p.t.Helper()
-	l, err := p.Pod.Pod.Listen("tcp", fmt.Sprintf(":%d", port))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { l.Close() })
 	a := &rawApp{}
-	go func() {
+	p.servePod(fmt.Sprintf(":%d", port), func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var all []byte
+		buf := make([]byte, 4096)
 		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+			n, err := c.Read(buf)
+			all = append(all, buf[:n]...)
+			if strings.Contains(string(all), "\r\n\r\n") && !strings.Contains(string(all), "chunked") {
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				var all []byte
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					all = append(all, buf[:n]...)
-					if strings.Contains(string(all), "\r\n\r\n") && !strings.Contains(string(all), "chunked") {
-						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
-					}
-					if err != nil {
-						break
-					}
-				}
-				a.mu.Lock()
-				a.got = append(a.got, string(all))
-				a.mu.Unlock()
-			}()
+			if err != nil {
+				break
+			}
 		}
-	}()
+		a.mu.Lock()
+		a.got = append(a.got, string(all))
+		a.mu.Unlock()
+	})
 	return a
 }
 

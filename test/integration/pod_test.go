@@ -368,25 +368,34 @@ func (p *pod) natRules(save string) string {
 // address of each connection and answers "peer=ADDR\n".
 func (p *pod) listenPod(addr string) <-chan netip.AddrPort {
 	p.t.Helper()
+	peers := make(chan netip.AddrPort, 100)
+	p.servePod(addr, func(c net.Conn) {
+		peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		peers <- netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+		fmt.Fprintf(c, "peer=%s\n", peer)
+		c.Close()
+	})
+	return peers
+}
+
+// servePod runs an app listening at addr inside the pod until the test
+// ends, handle serving each connection on its own goroutine.
+func (p *pod) servePod(addr string, handle func(net.Conn)) {
+	p.t.Helper()
 	l, err := p.Pod.Pod.Listen("tcp", addr)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	p.t.Cleanup(func() { l.Close() })
-	peers := make(chan netip.AddrPort, 100)
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-			peers <- netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-			fmt.Fprintf(c, "peer=%s\n", peer)
-			c.Close()
+			go handle(c)
 		}
 	}()
-	return peers
 }
 
 func port(p uint16) string { return strconv.Itoa(int(p)) }
