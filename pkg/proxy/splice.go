@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"syscall"
 
@@ -59,9 +60,9 @@ func putPipe(p *pipe, empty bool) {
 
 // copySpliced moves bytes from src to dst with splice(2), through a pipe it
 // holds only while bytes are in flight, until src's EOF or an error. The
-// bytes never enter user space. A pipe that cannot be made (out of file
-// descriptors) is reported as errNoPipe before anything moved, so that the
-// caller can go on copying.
+// bytes never enter user space. When a pipe cannot be made (out of file
+// descriptors) it returns errNoPipe, everything read until then written, so
+// that the caller can go on copying.
 func copySpliced(dst, src *net.TCPConn) (written int64, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -132,12 +133,13 @@ func pump(wc syscall.RawConn, p *pipe, n int64) (written int64, err error) {
 		if err == nil {
 			err = werr
 		}
-		if m > 0 {
-			written += m
-		}
 		if err != nil {
 			return written, err
 		}
+		if m <= 0 { // cannot happen while we hold the write end; never spin
+			return written, io.ErrNoProgress
+		}
+		written += m
 	}
 	return written, nil
 }
