@@ -37,7 +37,7 @@ func through(t *testing.T, size int) {
 		got <- [32]byte(h.Sum(nil))
 		c.Close()
 	})
-	c, err := net.Dial("tcp", forwarder(t, sink, func(dst, src *net.TCPConn) (int64, error) { return copyHalf(dst, src, nil) }))
+	c, err := net.Dial("tcp", forwarder(t, sink, strategies["proxy"]))
 	if err != nil {
 		t.Fatal(err)
 	}
