@@ -457,7 +457,7 @@ func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Log
 // outbound has one section for every destination.
 func policies(cfg *config.Config, dir string) *proxy.Policies {
 	policy := func(pc config.Port) *proxy.Policy {
-		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D()}
+		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D()}
 		if pc.TCP.Authz != nil {
 			pol.Authz = authz.New(*pc.TCP.Authz)
 		}

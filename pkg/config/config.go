@@ -78,6 +78,10 @@ type TCP struct {
 	// Authz allows or denies connections by client address. Denied
 	// connections are reset before the app is ever contacted.
 	Authz *Authz `yaml:"authz" json:"authz,omitempty"`
+	// IdleTimeout closes a connection forwarded as TCP once no bytes have
+	// moved either way for this long: left out, 1h (Envoy's and Istio's
+	// default); 0s, never.
+	IdleTimeout *Duration `yaml:"idleTimeout" json:"idleTimeout"`
 }
 
 // Route is a path prefix with its own HTTP settings.
@@ -327,6 +331,10 @@ func (p *Port) finish(path string) error {
 		if err := p.TCP.Authz.check(path+".tcp.authz", false); err != nil {
 			return err
 		}
+	}
+	if p.TCP.IdleTimeout == nil {
+		hour := Duration(time.Hour)
+		p.TCP.IdleTimeout = &hour
 	}
 	on := true
 	if p.HTTP.AccessLog == nil {

@@ -10,8 +10,8 @@ func TestDefault(t *testing.T) {
 	c := Default()
 	p := c.Port(8080)
 	if p.Protocol != "auto" || !On(p.HTTP.AccessLog) || !On(p.HTTP.Metrics) || On(p.HTTP.RequestID) ||
-		p.HTTP.Fault != nil || p.HTTP.RateLimit != nil || p.SniffTimeout.D() != 5*time.Second {
-		t.Errorf("default port = %+v; want auto, access log and metrics on, the rest off", p)
+		p.HTTP.Fault != nil || p.HTTP.RateLimit != nil || p.SniffTimeout.D() != 5*time.Second || p.TCP.IdleTimeout.D() != time.Hour {
+		t.Errorf("default port = %+v; want auto, access log and metrics on, a 1h TCP idle timeout, the rest off", p)
 	}
 	if c.Stats.MaxPaths != 1000 {
 		t.Errorf("stats.maxPaths = %d; want 1000", c.Stats.MaxPaths)
@@ -30,6 +30,9 @@ default:
 ports:
   "3306":
     protocol: tcp
+    tcp: {idleTimeout: 0s}
+  "5432":
+    tcp: {idleTimeout: 30m}
   "8080":
     protocol: http
     http:
@@ -45,6 +48,9 @@ ports:
 	}
 	if got := c.Port(3306).Protocol; got != "tcp" {
 		t.Errorf("port 3306 protocol = %q; want tcp", got)
+	}
+	if a, b := c.Port(3306).TCP.IdleTimeout.D(), c.Port(5432).TCP.IdleTimeout.D(); a != 0 || b != 30*time.Minute {
+		t.Errorf("tcp.idleTimeout = %v and %v; want 0 (0s: never) and 30m", a, b)
 	}
 	if got := c.Port(9999); !On(got.HTTP.RequestID) {
 		t.Errorf("an unlisted port did not get the default section: %+v", got)
@@ -82,6 +88,7 @@ func TestParseErrors(t *testing.T) {
 		{"default: {http: {circuitBreaker: {maxRequests: 0}}}", "default.http.circuitBreaker.maxRequests: 0 must be at least 1"},
 		{"default: {routes: [{prefix: api}]}", `default.routes[0].prefix: "api" is not a path prefix (it must start with /)`},
 		{"default: [1, 2]", "line 1: cannot unmarshal !!seq into config.Port"},
+		{"default: {tcp: {idleTimeout: -1s}}", `line 1: "-1s" is not a duration (e.g. 250ms, 5s)`},
 		{"default: {proxyProtocol: v3}", `default.proxyProtocol: "v3" is not a version (v1 or v2)`},
 		{"outbound: {protocol: udp}", `outbound.protocol: "udp" is not a protocol (auto, http or tcp)`},
 	} {
@@ -103,7 +110,7 @@ func TestExampleFile(t *testing.T) {
 	h := c.Port(8080).HTTP
 	if h.Retries == nil || h.Fault == nil || h.Headers == nil || h.RateLimit == nil || h.Authz == nil ||
 		h.ErrorPages == nil || h.Circuit == nil || h.Timeouts == nil || !On(h.RequestID) || !On(h.Forwarded) ||
-		!On(c.Default.HTTP.Tracing) || len(c.Port(8080).Routes) != 2 || c.Port(3306).TCP.Authz == nil {
+		!On(c.Default.HTTP.Tracing) || len(c.Port(8080).Routes) != 2 || c.Port(3306).TCP.Authz == nil || c.Port(3306).TCP.IdleTimeout.D() != 8*time.Hour {
 		t.Errorf("deploy/config.yaml leaves a decoration out: %+v", c)
 	}
 }

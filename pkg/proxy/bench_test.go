@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // Ways to move passthrough bytes, measured against each other: the proxy's
@@ -12,7 +13,12 @@ import (
 // (*net.TCPConn).ReadFrom, and a plain read and write through a buffer of
 // its own per connection.
 var strategies = map[string]func(dst, src *net.TCPConn) (int64, error){
-	"proxy": func(dst, src *net.TCPConn) (int64, error) { return copyHalf(dst, src, nil) }, // what the proxy uses
+	"proxy": func(dst, src *net.TCPConn) (int64, error) { return copyHalf(dst, src, nil, nil) }, // what the proxy uses
+	"proxy-idle": func(dst, src *net.TCPConn) (int64, error) { // with the default 1h idle timeout
+		it := newIdle(time.Hour, func() {})
+		defer it.stop()
+		return copyHalf(dst, src, nil, it)
+	},
 	"splice": func(dst, src *net.TCPConn) (int64, error) {
 		n, err := dst.ReadFrom(src)
 		if err == nil {

@@ -25,6 +25,7 @@ const (
 	endUnreachable  = "app_unreachable"  // any other failure to reach the app
 	endNotRedirect  = "not_redirected"   // no nat rule sent it here: refused, never looped
 	endDrained      = "drain_timeout"    // still open when the drain ran out of time
+	endIdle         = "idle_timeout"     // no bytes either way for the port's tcp.idleTimeout
 	endProbe        = "validation_probe" // veneer-init --validate
 	endDenied       = "denied"           // the port's TCP authorization refused the client
 	endOrigDstError = "original_dst_error"
@@ -100,7 +101,9 @@ func (s *Server) handle(c *net.TCPConn) {
 		}
 		early = got
 		if decided {
-			pol = &Policy{Protocol: ProtoTCP, ProxyProtocol: pol.ProxyProtocol} // client-first, not HTTP
+			tcp := *pol // client-first, not HTTP
+			tcp.Protocol = ProtoTCP
+			pol = &tcp
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.kill, s.cfg.ConnectTimeout)
@@ -124,7 +127,7 @@ func (s *Server) handle(c *net.TCPConn) {
 		fromClient, fromApp = r.FromClient, r.FromApp
 	}
 	start()
-	received, sent, end := s.forward(c, app, fromClient, fromApp)
+	received, sent, end := s.forward(c, app, fromClient, fromApp, pol.IdleTimeout)
 	c2.closed(received, sent, end)
 }
 
@@ -177,18 +180,22 @@ func (s *Server) dial(ctx context.Context, client, dst netip.AddrPort, pol *Poli
 }
 
 // forward copies both ways between client and app until both sides are
-// done, first delivering what was read from either side while sniffing.
+// done, first delivering what was read from either side while sniffing, or
+// until no bytes have moved either way for idleTimeout (0: no limit).
 // received counts client-to-app bytes, sent app-to-client bytes.
-func (s *Server) forward(client, app *net.TCPConn, fromClient, fromApp []byte) (received, sent int64, end string) {
-	// A drain that runs out of time closes both sides, which ends both copies.
-	stop := context.AfterFunc(s.kill, func() {
+func (s *Server) forward(client, app *net.TCPConn, fromClient, fromApp []byte, idleTimeout time.Duration) (received, sent int64, end string) {
+	// A drain that runs out of time, or an idle connection, closes both
+	// sides, which ends both copies.
+	closeBoth := func() {
 		client.Close()
 		app.Close()
-	})
+	}
+	stop := context.AfterFunc(s.kill, closeBoth)
+	it := newIdle(idleTimeout, closeBoth)
 
 	done := make(chan copyResult, 1)
-	go copyToApp(app, client, fromClient, done)
-	sent, sendErr := copyHalf(client, app, fromApp)
+	go copyToApp(app, client, fromClient, it, done)
+	sent, sendErr := copyHalf(client, app, fromApp, it)
 	if sendErr != nil {
 		// One side broke: break the other too, so the other copy ends now.
 		client.Close()
@@ -196,11 +203,13 @@ func (s *Server) forward(client, app *net.TCPConn, fromClient, fromApp []byte) (
 	}
 	r := <-done
 	drained := !stop()
-	client.Close()
-	app.Close()
+	idled := it.stop()
+	closeBoth()
 	switch {
 	case drained:
 		end = endDrained
+	case idled:
+		end = endIdle
 	case r.err != nil:
 		end = endClientReset
 	case sendErr != nil:
@@ -217,8 +226,8 @@ type copyResult struct {
 }
 
 // copyToApp is the client-to-app half, run on its own goroutine.
-func copyToApp(app, client *net.TCPConn, first []byte, done chan<- copyResult) {
-	n, err := copyHalf(app, client, first)
+func copyToApp(app, client *net.TCPConn, first []byte, it *idle, done chan<- copyResult) {
+	n, err := copyHalf(app, client, first, it)
 	if err != nil {
 		client.Close()
 		app.Close()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -41,7 +42,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 // half-close so that the other direction can go on. An error caused by our
 // own close of the other side is not this half's failure and is reported as
 // nil.
-func copyHalf(dst, src *net.TCPConn, first []byte) (int64, error) {
+func copyHalf(dst, src *net.TCPConn, first []byte, it *idle) (int64, error) {
 	n := int64(0)
 	if len(first) > 0 {
 		w, err := dst.Write(first)
@@ -50,7 +51,7 @@ func copyHalf(dst, src *net.TCPConn, first []byte) (int64, error) {
 			return n, err
 		}
 	}
-	m, err := copyPooled(dst, src)
+	m, err := copyPooled(dst, src, it)
 	n += m
 	if err == nil {
 		dst.CloseWrite()
@@ -64,8 +65,8 @@ func copyHalf(dst, src *net.TCPConn, first []byte) (int64, error) {
 
 // copyPooled moves bytes from src to dst through a pooled buffer that it
 // holds only while bytes are in flight, and hands a bulk transfer on to
-// copySpliced.
-func copyPooled(dst, src *net.TCPConn) (written int64, err error) {
+// copySpliced. Every read and write that moves bytes touches it.
+func copyPooled(dst, src *net.TCPConn, it *idle) (written int64, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -95,7 +96,8 @@ func copyPooled(dst, src *net.TCPConn) (written int64, err error) {
 			err = rerr
 		}
 		if n > 0 {
-			w, werr := dst.Write((*buf)[:n])
+			it.touch()
+			w, werr := writeAll(dst, (*buf)[:n], it)
 			written += int64(w)
 			if werr != nil {
 				err = werr
@@ -113,11 +115,58 @@ func copyPooled(dst, src *net.TCPConn) (written int64, err error) {
 		case full:
 			// A read that fills the buffer is a bulk transfer: the rest
 			// of this direction is spliced.
-			m, err := copySpliced(dst, src)
+			m, err := copySpliced(dst, src, it)
 			written += m
 			if err != errNoPipe {
 				return written, err
 			}
 		}
 	}
+}
+
+// writeAll writes p to dst.
+func writeAll(dst *net.TCPConn, p []byte, it *idle) (int, error) {
+	n, err := writeOut(dst, int64(len(p)), it, func(fd int, done int64) (int64, error) {
+		n, err := syscall.Write(fd, p[done:])
+		return int64(n), err
+	})
+	return int(n), err
+}
+
+// writeOut moves n bytes to dst, one call of op (one write or splice, which
+// returns what it moved) per try, waiting while dst's send buffer is full,
+// and touches it after every call that moved bytes: a slow reader taking a
+// big write bit by bit is not idle. It takes dst's raw conn itself, so that
+// the compiler sees its type and the callbacks stay on the stack: nothing
+// is allocated per write.
+func writeOut(dst *net.TCPConn, n int64, it *idle, op func(fd int, done int64) (int64, error)) (done int64, err error) {
+	wc, err := dst.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	for done < n {
+		var m int64
+		var werr error
+		err := wc.Write(func(fd uintptr) bool {
+			for {
+				m, werr = op(int(fd), done)
+				if werr != syscall.EINTR {
+					break
+				}
+			}
+			return werr != syscall.EAGAIN
+		})
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return done, err
+		}
+		if m <= 0 { // a write to a socket moves a byte or fails; never spin
+			return done, io.ErrNoProgress
+		}
+		done += m
+		it.touch()
+	}
+	return done, nil
 }

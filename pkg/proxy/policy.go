@@ -24,6 +24,9 @@ type Policy struct {
 	// ProxyProtocol is the PROXY protocol version (1 or 2) written to the
 	// app at the start of every connection; 0: none.
 	ProxyProtocol int
+	// IdleTimeout closes a passthrough connection on which no bytes have
+	// moved either way for this long; 0: never.
+	IdleTimeout time.Duration
 }
 
 // Policies are the policies of every port, swapped whole on reload.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,6 +27,31 @@ import (
 // real sockets, with only the conntrack lookup faked.
 func start(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.Registry, string) {
 	t.Helper()
+	s, reg, addr, _ := startLogged(t, dst, cfg)
+	return s, reg, addr
+}
+
+// logBuf is a log the test reads while the proxy writes it.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startLogged is start with the proxy's log kept.
+func startLogged(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.Registry, string, *logBuf) {
+	t.Helper()
 	if cfg.OriginalDst == nil {
 		cfg.OriginalDst = func(*net.TCPConn) (netip.AddrPort, error) { return dst, nil }
 	}
@@ -33,7 +59,8 @@ func start(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.R
 		cfg.IsProbe = func(netip.AddrPort) bool { return false }
 	}
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, zerolog.Nop(), reg)
+	logs := &logBuf{}
+	s, err := New(cfg, zerolog.New(logs), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +74,7 @@ func start(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.R
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return s, reg, l.Addr().String()
+	return s, reg, l.Addr().String(), logs
 }
 
 // app runs handle for every connection on a loopback listener; the

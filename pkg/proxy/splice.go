@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"io"
 	"net"
 	"syscall"
 
@@ -63,12 +62,8 @@ func putPipe(p *pipe, empty bool) {
 // bytes never enter user space. When a pipe cannot be made (out of file
 // descriptors) it returns errNoPipe, everything read until then written, so
 // that the caller can go on copying.
-func copySpliced(dst, src *net.TCPConn) (written int64, err error) {
+func copySpliced(dst, src *net.TCPConn, it *idle) (written int64, err error) {
 	rc, err := src.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	wc, err := dst.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
@@ -98,7 +93,8 @@ func copySpliced(dst, src *net.TCPConn) (written int64, err error) {
 			err = rerr
 		}
 		if n > 0 {
-			w, werr := pump(wc, p, n)
+			it.touch()
+			w, werr := pump(dst, p, n, it)
 			written += w
 			if werr != nil {
 				err = werr
@@ -116,30 +112,9 @@ func copySpliced(dst, src *net.TCPConn) (written int64, err error) {
 	}
 }
 
-// pump writes the n bytes waiting in p to the socket behind wc.
-func pump(wc syscall.RawConn, p *pipe, n int64) (written int64, err error) {
-	for written < n {
-		var m int64
-		var werr error
-		err := wc.Write(func(fd uintptr) bool {
-			for {
-				m, werr = unix.Splice(p.r, nil, int(fd), nil, int(n-written), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if werr != syscall.EINTR {
-					break
-				}
-			}
-			return werr != syscall.EAGAIN
-		})
-		if err == nil {
-			err = werr
-		}
-		if err != nil {
-			return written, err
-		}
-		if m <= 0 { // cannot happen while we hold the write end; never spin
-			return written, io.ErrNoProgress
-		}
-		written += m
-	}
-	return written, nil
+// pump writes the n bytes waiting in p to dst.
+func pump(dst *net.TCPConn, p *pipe, n int64, it *idle) (int64, error) {
+	return writeOut(dst, n, it, func(fd int, done int64) (int64, error) {
+		return unix.Splice(p.r, nil, fd, nil, int(n-done), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	})
 }

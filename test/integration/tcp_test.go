@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,5 +61,49 @@ func TestTCPBulkBothWays(t *testing.T) {
 		if got := p.metric(name, "9090"); got != float64(want) {
 			t.Errorf("%s = %v; want %d", name, got, want)
 		}
+	}
+}
+
+// A passthrough connection on which nothing moves is closed after the
+// port's tcp.idleTimeout, both ways, and the agent logs why; one that keeps
+// talking is not.
+func TestTCPIdleTimeout(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	p.servePod(":9090", func(c net.Conn) {
+		io.Copy(c, c)
+		c.Close()
+	})
+	p.mustInit("--inbound-ports", "9090")
+	agent := p.startAgent("--config", p.writeConfig("default: {protocol: tcp, tcp: {idleTimeout: 1s}}\n"))
+
+	echo := func(c net.Conn) {
+		t.Helper()
+		if _, err := io.WriteString(c, "ping"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := p.mustDial(9090, 10*time.Second)
+	defer busy.Close()
+	quiet := p.mustDial(9090, 10*time.Second)
+	defer quiet.Close()
+	quiet.SetDeadline(time.Now().Add(20 * time.Second))
+	echo(quiet)
+	closed := make(chan error, 1)
+	go func() { _, err := io.ReadAll(quiet); closed <- err }()
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
+		echo(busy)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("the quiet connection: %v; want it closed by the agent", err)
+	}
+	echo(busy) // still open after 2.5 s of traffic
+	p.waitFor("the idle end logged", func() bool { return strings.Contains(agent.log.String(), `"end":"idle_timeout"`) })
+	if n := strings.Count(agent.log.String(), `"end":"idle_timeout"`); n != 1 {
+		t.Errorf("%d connections logged as idle_timeout; want 1 (the quiet one)", n)
 	}
 }
