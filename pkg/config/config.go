@@ -79,9 +79,11 @@ type TCP struct {
 	// connections are reset before the app is ever contacted.
 	Authz *Authz `yaml:"authz" json:"authz,omitempty"`
 	// IdleTimeout closes a connection forwarded as TCP once no bytes have
-	// moved either way for this long: left out, 1h (Envoy's and Istio's
-	// default); 0s, never.
-	IdleTimeout *Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// moved either way for this long (Envoy's tcp_proxy idle_timeout). Left
+	// out or 0, never: Istio's 1h default cuts idle database pools, a
+	// standing complaint, and dead peers are found by TCP keepalive, on by
+	// default on both of the agent's sockets.
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
 }
 
 // Route is a path prefix with its own HTTP settings.
@@ -331,10 +333,6 @@ func (p *Port) finish(path string) error {
 		if err := p.TCP.Authz.check(path+".tcp.authz", false); err != nil {
 			return err
 		}
-	}
-	if p.TCP.IdleTimeout == nil {
-		hour := Duration(time.Hour)
-		p.TCP.IdleTimeout = &hour
 	}
 	on := true
 	if p.HTTP.AccessLog == nil {

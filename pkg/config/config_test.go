@@ -10,8 +10,8 @@ func TestDefault(t *testing.T) {
 	c := Default()
 	p := c.Port(8080)
 	if p.Protocol != "auto" || !On(p.HTTP.AccessLog) || !On(p.HTTP.Metrics) || On(p.HTTP.RequestID) ||
-		p.HTTP.Fault != nil || p.HTTP.RateLimit != nil || p.SniffTimeout.D() != 5*time.Second || p.TCP.IdleTimeout.D() != time.Hour {
-		t.Errorf("default port = %+v; want auto, access log and metrics on, a 1h TCP idle timeout, the rest off", p)
+		p.HTTP.Fault != nil || p.HTTP.RateLimit != nil || p.SniffTimeout.D() != 5*time.Second || p.TCP.IdleTimeout != 0 {
+		t.Errorf("default port = %+v; want auto, access log and metrics on, the rest off", p)
 	}
 	if c.Stats.MaxPaths != 1000 {
 		t.Errorf("stats.maxPaths = %d; want 1000", c.Stats.MaxPaths)
@@ -30,7 +30,6 @@ default:
 ports:
   "3306":
     protocol: tcp
-    tcp: {idleTimeout: 0s}
   "5432":
     tcp: {idleTimeout: 30m}
   "8080":
@@ -50,7 +49,7 @@ ports:
 		t.Errorf("port 3306 protocol = %q; want tcp", got)
 	}
 	if a, b := c.Port(3306).TCP.IdleTimeout.D(), c.Port(5432).TCP.IdleTimeout.D(); a != 0 || b != 30*time.Minute {
-		t.Errorf("tcp.idleTimeout = %v and %v; want 0 (0s: never) and 30m", a, b)
+		t.Errorf("tcp.idleTimeout = %v and %v; want 0 (left out: never) and 30m", a, b)
 	}
 	if got := c.Port(9999); !On(got.HTTP.RequestID) {
 		t.Errorf("an unlisted port did not get the default section: %+v", got)
