@@ -198,8 +198,7 @@ func (s *Server) forward(client, app *net.TCPConn, fromClient, fromApp []byte, i
 	sent, sendErr := copyHalf(client, app, fromApp, it)
 	if sendErr != nil {
 		// One side broke: break the other too, so the other copy ends now.
-		client.Close()
-		app.Close()
+		closeBoth()
 	}
 	r := <-done
 	drained := !stop()
