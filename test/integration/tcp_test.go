@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -70,40 +71,81 @@ func TestTCPBulkBothWays(t *testing.T) {
 func TestTCPIdleTimeout(t *testing.T) {
 	t.Parallel()
 	p := newPod(t)
-	p.servePod(":9090", func(c net.Conn) {
-		io.Copy(c, c)
-		c.Close()
-	})
+	p.servePod(":9090", echoConn)
 	p.mustInit("--inbound-ports", "9090")
 	agent := p.startAgent("--config", p.writeConfig("default: {protocol: tcp, tcp: {idleTimeout: 1s}}\n"))
 
-	echo := func(c net.Conn) {
-		t.Helper()
-		if _, err := io.WriteString(c, "ping"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	busy := p.mustDial(9090, 10*time.Second)
 	defer busy.Close()
 	quiet := p.mustDial(9090, 10*time.Second)
 	defer quiet.Close()
 	quiet.SetDeadline(time.Now().Add(20 * time.Second))
-	echo(quiet)
+	ping(t, quiet)
 	closed := make(chan error, 1)
 	go func() { _, err := io.ReadAll(quiet); closed <- err }()
 	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
-		echo(busy)
+		ping(t, busy)
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err := <-closed; err != nil {
 		t.Fatalf("the quiet connection: %v; want it closed by the agent", err)
 	}
-	echo(busy) // still open after 2.5 s of traffic
+	ping(t, busy) // still open after 2.5 s of traffic
 	p.waitFor("the idle end logged", func() bool { return strings.Contains(agent.log.String(), `"end":"idle_timeout"`) })
 	if n := strings.Count(agent.log.String(), `"end":"idle_timeout"`); n != 1 {
 		t.Errorf("%d connections logged as idle_timeout; want 1 (the quiet one)", n)
+	}
+}
+
+// With no idle timeout (the default), dead peers are left to TCP keepalive:
+// both of the agent's sockets of a passthrough connection have it on.
+func TestTCPKeepAliveBothSides(t *testing.T) {
+	t.Parallel()
+	p := newPod(t)
+	p.servePod(":9090", echoConn)
+	p.mustInit("--inbound-ports", "9090")
+	p.startAgent("--config", p.writeConfig("default: {protocol: tcp}\n"))
+	c := p.mustDial(9090, 10*time.Second)
+	defer c.Close()
+	ping(t, c)
+	var out strings.Builder
+	cmd := exec.Command("ss", "-tnoH", "state", "established")
+	cmd.Stdout = &out
+	if err := p.Pod.Pod.Run(cmd, 0); err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	var fromClient, toApp bool
+	for _, l := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(l) // Recv-Q Send-Q Local Peer [timer]
+		if len(f) < 4 {
+			continue
+		}
+		keep := strings.Contains(l, "timer:(keepalive")
+		switch {
+		case strings.HasSuffix(f[2], ":15006"):
+			fromClient = keep
+		case strings.HasSuffix(f[3], ":9090"):
+			toApp = keep
+		}
+	}
+	if !fromClient || !toApp {
+		t.Errorf("keepalive on the agent's client socket %v, app socket %v; want both on:\n%s", fromClient, toApp, out.String())
+	}
+}
+
+// echoConn is an app that sends back what it reads, until the client's EOF.
+func echoConn(c net.Conn) {
+	io.Copy(c, c)
+	c.Close()
+}
+
+// ping sends "ping" on c and waits for it to come back.
+func ping(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := io.WriteString(c, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
 	}
 }
