@@ -40,10 +40,13 @@ func TestIdleTimeoutClosesQuietConnections(t *testing.T) {
 }
 
 // Bytes moving either way keep a connection open well past the timeout.
+// The timeout is 40 times the pause between pings, so that a loaded
+// machine (CI runs every package at once, under the race detector) does
+// not stall the client for a whole timeout.
 func TestIdleTimeoutSparesActiveConnections(t *testing.T) {
-	addr, logs := idleProxy(t, 600*time.Millisecond)
+	addr, logs := idleProxy(t, 2*time.Second)
 	c := dial(t, addr)
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+	for end := time.Now().Add(4500 * time.Millisecond); time.Now().Before(end); {
 		echoOnce(t, c, "ping")
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -67,30 +67,36 @@ func TestTCPBulkBothWays(t *testing.T) {
 
 // A passthrough connection on which nothing moves is closed after the
 // port's tcp.idleTimeout, both ways, and the agent logs why; one that keeps
-// talking is not.
+// talking is not. The timeout is 20 times the busy connection's pause
+// between pings: CI runs this beside every other test under the race
+// detector, and a 1 s timeout once closed the busy one there.
 func TestTCPIdleTimeout(t *testing.T) {
 	t.Parallel()
+	const timeout = 2 * time.Second
 	p := newPod(t)
 	p.servePod(":9090", echoConn)
 	p.mustInit("--inbound-ports", "9090")
-	agent := p.startAgent("--config", p.writeConfig("default: {protocol: tcp, tcp: {idleTimeout: 1s}}\n"))
+	agent := p.startAgent("--config", p.writeConfig("default: {protocol: tcp, tcp: {idleTimeout: 2s}}\n"))
 
 	busy := p.mustDial(9090, 10*time.Second)
 	defer busy.Close()
+	last, longest := time.Now(), time.Duration(0) // the busy one's longest pause
 	quiet := p.mustDial(9090, 10*time.Second)
 	defer quiet.Close()
 	quiet.SetDeadline(time.Now().Add(20 * time.Second))
 	ping(t, quiet)
 	closed := make(chan error, 1)
 	go func() { _, err := io.ReadAll(quiet); closed <- err }()
-	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
-		ping(t, busy)
+	for end := time.Now().Add(2*timeout + 500*time.Millisecond); time.Now().Before(end); {
+		if err := pingErr(busy); err != nil {
+			t.Fatalf("the busy connection, after %v without a ping at most: %v", longest, err)
+		}
+		longest, last = max(longest, time.Since(last)), time.Now()
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err := <-closed; err != nil {
 		t.Fatalf("the quiet connection: %v; want it closed by the agent", err)
 	}
-	ping(t, busy) // still open after 2.5 s of traffic
 	p.waitFor("the idle end logged", func() bool { return strings.Contains(agent.log.String(), `"end":"idle_timeout"`) })
 	if n := strings.Count(agent.log.String(), `"end":"idle_timeout"`); n != 1 {
 		t.Errorf("%d connections logged as idle_timeout; want 1 (the quiet one)", n)
@@ -142,10 +148,15 @@ func echoConn(c net.Conn) {
 // ping sends "ping" on c and waits for it to come back.
 func ping(t *testing.T, c net.Conn) {
 	t.Helper()
+	if err := pingErr(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pingErr(c net.Conn) error {
 	if _, err := io.WriteString(c, "ping"); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := io.ReadFull(c, make([]byte, 4))
+	return err
 }
