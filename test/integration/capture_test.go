@@ -63,7 +63,7 @@ func TestInterceptsInbound(t *testing.T) {
 			}
 
 			// The app's own access log: its peer is the agent, inside the pod.
-			appLog := app.log.String()
+			appLog := p.logged(app, " - - [", n)
 			if want := localpod.PodIP.String() + ` - - [`; strings.Count(appLog, want) != n {
 				t.Errorf("app log has %d lines from %s; want %d:\n%s", strings.Count(appLog, want), localpod.PodIP, n, appLog)
 			}
@@ -73,7 +73,7 @@ func TestInterceptsInbound(t *testing.T) {
 			// The agent's connection log: one line per connection, with the client.
 			want := fmt.Sprintf(`"client":"%s:\d+","original_dst":"%s:8080","bytes_received":\d+,"bytes_sent":\d+,"duration_ms":[0-9.]+,"end":"http"`,
 				regexp.QuoteMeta(localpod.ClientIP.String()), regexp.QuoteMeta(localpod.PodIP.String()))
-			if got := len(regexp.MustCompile(want).FindAllString(agent.log.String(), -1)); got != n {
+			if got := len(regexp.MustCompile(want).FindAllString(p.logged(agent, `"message":"connection closed"`, n), -1)); got != n {
 				t.Errorf("agent logged %d connection lines matching %s; want %d:\n%s", got, want, n, agent.log)
 			}
 		})
@@ -146,7 +146,7 @@ func TestIPv6(t *testing.T) {
 				t.Fatalf("GET over IPv6 = %q, %v", body, err)
 			}
 			p.waitFor("connection closed", func() bool { return p.metric("veneer_tcp_connections_closed_total", "8080") == 1 })
-			if !strings.Contains(app.log.String(), localpod.PodIP6.String()) {
+			if !strings.Contains(p.logged(app, " - - [", 1), localpod.PodIP6.String()) {
 				t.Errorf("app log does not show the agent's IPv6 address %s as its peer:\n%s", localpod.PodIP6, app.log)
 			}
 			if rules := p.natRules("ip6tables-" + backend + "-save"); !strings.Contains(rules, "-j REDIRECT --to-ports 15006") {
@@ -271,7 +271,7 @@ func TestValidate(t *testing.T) {
 	if _, stderr, err := p.init(nil, "--validate"); err != nil {
 		t.Fatalf("--validate with the agent up failed: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(agent.log.String(), `"original_dst":"127.0.0.1:8080","end":"validation_probe"`) {
+	if !strings.Contains(p.logged(agent, `"end":"validation_probe"`, 1), `"original_dst":"127.0.0.1:8080","end":"validation_probe"`) {
 		t.Errorf("agent did not answer the probe with its original destination:\n%s", agent.log)
 	}
 	// The probe's temporary rule is gone.

@@ -247,6 +247,15 @@ func (p *pod) startApp(bind string) *proc {
 	return app
 }
 
+// logged waits until pr's output holds s at least n times and returns the
+// output: a process's output reaches the test through a pipe, so it may lag
+// behind answers the test has already seen.
+func (p *pod) logged(pr *proc, s string, n int) string {
+	p.t.Helper()
+	p.waitFor(fmt.Sprintf("%d of %q in the output of %s", n, s, pr.cmd.Path), func() bool { return strings.Count(pr.log.String(), s) >= n })
+	return pr.log.String()
+}
+
 func (p *pod) waitFor(what string, cond func() bool) {
 	p.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

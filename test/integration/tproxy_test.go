@@ -37,7 +37,7 @@ func TestTproxyKeepsClientAddress(t *testing.T) {
 					t.Fatalf("GET = %q, %v", body, err)
 				}
 			}
-			if n := strings.Count(app.log.String(), tc.peer.String()+" - - ["); n != 3 {
+			if n := strings.Count(p.logged(app, " - - [", 3), tc.peer.String()+" - - ["); n != 3 {
 				t.Errorf("the app logged %d requests from %s; want 3:\n%s", n, tc.peer, app.log)
 			}
 			p.waitFor("connections closed", func() bool { return p.metric("veneer_tcp_connections_closed_total", "8080") == 3 })
