@@ -5,6 +5,7 @@ package integration
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -76,15 +77,16 @@ func sha256Of(r io.Reader) (string, int64) {
 // A passthrough connection on which nothing moves is closed after the
 // port's tcp.idleTimeout, both ways, and the agent logs why; one that keeps
 // talking is not. The timeout is 20 times the busy connection's pause
-// between pings: CI runs this beside every other test under the race
-// detector, and a 1 s timeout once closed the busy one there.
+// between pings, so that the client held up for a while (CI runs this beside
+// every other test, under the race detector) does not go quiet; a failure
+// says how long the client itself paused.
 func TestTCPIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 2 * time.Second
 	p := newPod(t)
 	p.servePod(":9090", echoConn)
 	p.mustInit("--inbound-ports", "9090")
-	agent := p.startAgent("--config", p.writeConfig("default: {protocol: tcp, tcp: {idleTimeout: 2s}}\n"))
+	agent := p.startAgent("--config", p.writeConfig(fmt.Sprintf("default: {protocol: tcp, tcp: {idleTimeout: %v}}\n", timeout)))
 
 	busy := p.mustDial(9090, 10*time.Second)
 	defer busy.Close()
