@@ -55,8 +55,10 @@ type proxyCase struct {
 var everyDecoration string
 
 type result struct {
-	rps, p50, p90, p99, cpuPer1k, streamMBps []float64
-	rssFresh, rssIdle, rss1k                 float64
+	rps, p50, p90, p99, streamMBps []float64
+	cpuPerReq                      []float64 // µs of proxy CPU per request served by wrk
+	cpuPer1k                       []float64 // cores of proxy CPU at fortio's 1,000 req/s
+	rssFresh, rssIdle, rss1k       float64
 }
 
 func main() {
@@ -128,10 +130,30 @@ func run() error {
 		return &proxyCase{name: name, port: port, cmd: append(cmd, flags...), uid: 1337, app: "fast", stdout: io.Discard}
 	}
 	pid := localpod.PodIP.String()
-	haTCP := cfg("haproxy-tcp.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend f\n  bind :15306\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
-	haHTTP := cfg("haproxy-http.cfg", fmt.Sprintf("global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind :15406\n  default_backend b\nbackend b\n  server app %s:8080\n", pid))
-	ngx := cfg("nginx.conf", fmt.Sprintf("worker_processes 1;\npid %s/nginx.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:8080; keepalive 64; }\n  server {\n    listen 15506;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n", dir, pid))
-	// The Python case goes through the agent of the default decorations.
+	// haproxy and nginx are cases of those proxies on port in front of app
+	// (HAProxy in mode tcp or http; threads 0 leaves nbthread to HAProxy,
+	// one per core). Neither is transparent: each instance names its app's
+	// address, so the Python cases have instances of their own.
+	haproxy := func(name, mode string, port int, app string, threads int) *proxyCase {
+		global := "  maxconn 8000\n"
+		if threads > 0 {
+			global += fmt.Sprintf("  nbthread %d\n", threads)
+		}
+		reuse := ""
+		if mode == "http" {
+			reuse = "  http-reuse always\n"
+		}
+		conf := cfg(fmt.Sprintf("haproxy-%d.cfg", port), fmt.Sprintf("global\n%sdefaults\n  mode %s\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n%sfrontend f\n  bind :%d\n  default_backend b\nbackend b\n  server app %s:%d\n",
+			global, mode, reuse, port, pid, appPort(app)))
+		return &proxyCase{name: name, port: port, cmd: []string{"haproxy", "-f", conf, "-db"}, app: app}
+	}
+	nginx := func(name string, port int, app string) *proxyCase {
+		conf := cfg(fmt.Sprintf("nginx-%d.conf", port), fmt.Sprintf("worker_processes 1;\npid %s/nginx-%d.pid;\nerror_log /dev/null;\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  upstream app { server %s:%d; keepalive 64; }\n  server {\n    listen %d;\n    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n  }\n}\n",
+			dir, port, pid, appPort(app), port))
+		return &proxyCase{name: name, port: port, cmd: []string{"nginx", "-c", conf, "-g", "daemon off;"}, app: app}
+	}
+	// The Python case of veneer goes through the agent of the default
+	// decorations, which is transparent.
 	httpDefault := veneer("veneer http (default decorations)", 15106, httpCfg)
 	viaVeneer := &proxyCase{name: "python via veneer http", port: 15106, app: "python"}
 	cases := []*proxyCase{
@@ -140,11 +162,17 @@ func run() error {
 		veneer("veneer tcp", 15006, tcpCfg),
 		httpDefault,
 		veneer("veneer http (every decoration)", 15206, fullCfg),
-		{name: "haproxy tcp", port: 15306, cmd: []string{"haproxy", "-f", haTCP, "-db"}, app: "fast"},
-		{name: "haproxy http", port: 15406, cmd: []string{"haproxy", "-f", haHTTP, "-db"}, app: "fast"},
-		{name: "nginx proxy_pass", port: 15506, cmd: []string{"nginx", "-c", ngx, "-g", "daemon off;"}, app: "fast"},
+		haproxy("haproxy tcp", "tcp", 15306, "fast", 0),
+		haproxy("haproxy http", "http", 15406, "fast", 0),
+		// One HAProxy thread beside veneer's one worker.
+		haproxy("haproxy tcp 1 thread", "tcp", 15906, "fast", 1),
+		haproxy("haproxy http 1 thread", "http", 16006, "fast", 1),
+		nginx("nginx proxy_pass", 15506, "fast"),
 		{name: "python direct", app: "python"},
 		viaVeneer,
+		haproxy("python via haproxy tcp", "tcp", 16106, "python", 0),
+		haproxy("python via haproxy http", "http", 16206, "python", 0),
+		nginx("python via nginx", 16306, "python"),
 	}
 	if *workers2 {
 		cases = append(cases, veneer("veneer tcp (2 workers)", 15706, tcpCfg, "--workers", "2"),
@@ -173,11 +201,7 @@ func run() error {
 	cases = slices.DeleteFunc(cases, func(c *proxyCase) bool { return !sel.MatchString(c.name) })
 
 	capture := func(c *proxyCase) error {
-		ports := "8080"
-		if c.app == "python" {
-			ports = "8081"
-		}
-		args := []string{abs("veneer-init"), "--inbound-ports", ports, "--ipv6", "off"}
+		args := []string{abs("veneer-init"), "--inbound-ports", strconv.Itoa(appPort(c.app)), "--ipv6", "off"}
 		if c.port == 0 {
 			args = append(args, "--cleanup")
 		} else {
@@ -191,11 +215,7 @@ func run() error {
 		return nil
 	}
 	url := func(c *proxyCase, path string) string {
-		port := 8080
-		if c.app == "python" {
-			port = 8081
-		}
-		return fmt.Sprintf("http://%s:%d%s", pid, port, path)
+		return fmt.Sprintf("http://%s:%d%s", pid, appPort(c.app), path)
 	}
 
 	res := map[string]*result{}
@@ -211,18 +231,20 @@ func run() error {
 				return err
 			}
 			rr := res[c.name]
-			rps, err := wrk(pod, url(c, "/"))
+			cpu0 := cpuSeconds(c.proc)
+			rps, requests, err := wrk(pod, url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: wrk: %w", c.name, err)
 			}
 			rr.rps = append(rr.rps, rps)
-			cpu0 := cpuSeconds(c.proc)
+			cpu1 := cpuSeconds(c.proc)
 			lat, err := fortio(pod, abs("fortio"), url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: fortio: %w", c.name, err)
 			}
 			if c.proc != nil && !c.bare {
-				rr.cpuPer1k = append(rr.cpuPer1k, (cpuSeconds(c.proc)-cpu0)/duration.Seconds())
+				rr.cpuPerReq = append(rr.cpuPerReq, (cpu1-cpu0)/requests*1e6)
+				rr.cpuPer1k = append(rr.cpuPer1k, (cpuSeconds(c.proc)-cpu1)/duration.Seconds())
 			}
 			rr.p50, rr.p90, rr.p99 = append(rr.p50, lat[0]), append(rr.p90, lat[1]), append(rr.p99, lat[2])
 			if c.app == "fast" {
@@ -261,23 +283,37 @@ func runIn(ns *localpod.NS, cmd *exec.Cmd, id uint32) (string, error) {
 	return out.String(), err
 }
 
-var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+// appPort is where app listens in the pod: the fast one or the Python one.
+func appPort(app string) int {
+	if app == "python" {
+		return 8081
+	}
+	return 8080
+}
 
-// wrk is maximum throughput: 2 threads, 64 keep-alive connections.
-func wrk(pod *localpod.Pod, url string) (float64, error) {
+var (
+	rpsRE      = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	requestsRE = regexp.MustCompile(`([0-9]+) requests in`)
+)
+
+// wrk is maximum throughput: 2 threads, 64 keep-alive connections. It
+// returns requests per second and the requests served.
+func wrk(pod *localpod.Pod, url string) (rps, requests float64, err error) {
 	out, err := runIn(pod.Client, exec.Command("wrk", "-t2", "-c64", "-d"+duration.String(), url), 0)
 	if err != nil {
-		return 0, fmt.Errorf("%v: %s", err, out)
+		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
-	m := rpsRE.FindStringSubmatch(out)
-	if m == nil || strings.Contains(out, "Non-2xx") {
-		return 0, fmt.Errorf("wrk: %s", out)
+	m, n := rpsRE.FindStringSubmatch(out), requestsRE.FindStringSubmatch(out)
+	if m == nil || n == nil || strings.Contains(out, "Non-2xx") {
+		return 0, 0, fmt.Errorf("wrk: %s", out)
 	}
 	if i := strings.Index(out, "Socket errors"); i >= 0 {
 		// The Python server times out a few of 64 connections by itself.
 		fmt.Fprintf(os.Stderr, "  (%s)\n", strings.TrimSpace(strings.SplitN(out[i:], "\n", 2)[0]))
 	}
-	return strconv.ParseFloat(m[1], 64)
+	rps, _ = strconv.ParseFloat(m[1], 64)
+	requests, _ = strconv.ParseFloat(n[1], 64)
+	return rps, requests, nil
 }
 
 // fortio is the latency at a fixed 1,000 requests/s: p50, p90, p99 in ms.
@@ -438,9 +474,9 @@ func report(cases []*proxyCase, res map[string]*result) {
 	relb, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	rel := strings.TrimSpace(string(relb))
 	fmt.Printf("Machine: %d cores (%s), Linux %s, %s; client (wrk, fortio), proxy and app share the cores.\n", runtime.NumCPU(), cpu, rel, runtime.Version())
-	fmt.Printf("Medians of %d interleaved rounds; wrk -t2 -c64 -d%s; latency with fortio at 1,000 req/s (16 connections, %s); CPU of the proxy during that run; 1 KiB responses; veneer logs each request (its default; stdout to a drained pipe, as in a container), HAProxy and nginx log nothing.\n\n", *rounds, *duration, *duration)
-	fmt.Println("| case | req/s (wrk) | of direct | p50 ms | p90 ms | p99 ms | added p50 ms | proxy CPU (cores) at 1k req/s | RSS idle MiB: fresh / after load | RSS 1k conns MiB | 1 GiB stream MB/s | of direct |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Printf("Medians of %d interleaved rounds; wrk -t2 -c64 -d%s; latency with fortio at 1,000 req/s (16 connections, %s); CPU of the proxy during that run, and per request during the wrk run; 1 KiB responses; veneer logs each request (its default; stdout to a drained pipe, as in a container), HAProxy and nginx log nothing.\n\n", *rounds, *duration, *duration)
+	fmt.Println("| case | req/s (wrk) | of direct | p50 ms | p90 ms | p99 ms | added p50 ms | proxy CPU (cores) at 1k req/s | proxy CPU µs per request (wrk) | RSS idle MiB: fresh / after load | RSS 1k conns MiB | 1 GiB stream MB/s | of direct |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	base := map[string]*result{"fast": res["direct"], "python": res["python direct"]}
 	for _, c := range cases {
 		r, b := res[c.name], base[c.app]
@@ -450,9 +486,9 @@ func report(cases []*proxyCase, res map[string]*result) {
 		row := fmt.Sprintf("| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %+.3f | ", c.name, median(r.rps), median(r.rps)/median(b.rps),
 			median(r.p50), median(r.p90), median(r.p99), median(r.p50)-median(b.p50))
 		if c.proc != nil && !c.bare {
-			row += fmt.Sprintf("%.3f | ", median(r.cpuPer1k))
+			row += fmt.Sprintf("%.3f | %.1f | ", median(r.cpuPer1k), median(r.cpuPerReq))
 		} else {
-			row += "- | "
+			row += "- | - | "
 		}
 		if r.rssIdle > 0 {
 			row += fmt.Sprintf("%.1f / %.1f | %.1f | ", r.rssFresh, r.rssIdle, r.rss1k)
