@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/agent"
+	"github.com/veneermesh/veneer/pkg/logsink"
 )
 
 func main() {
@@ -36,8 +37,11 @@ func main() {
 				reload <- struct{}{}
 			}
 		}()
-		log := zerolog.New(os.Stderr).With().Timestamp().Str("component", "veneer-agent").Logger()
+		// The event loops log: the log must never wait for stderr.
+		out := logsink.New(os.Stderr)
+		log := zerolog.New(out).With().Timestamp().Str("component", "veneer-agent").Logger()
 		err = agent.Run(ctx, opts, reload, log)
+		out.Close()
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "veneer-agent: %v\n", err)

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/listen"
+	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/loophole"
 	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
@@ -183,8 +185,29 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	defer accessOut.Close()
 	access := zerolog.New(accessOut)
 
-	// One listener per direction: inbound from iptables' redirect (or
-	// TPROXY), outbound from the app's own connections.
+	// One event loop per worker, shared by both directions; each has a
+	// listener of its own on every port (SO_REUSEPORT).
+	loops := make([]*loop.Loop, runtime.GOMAXPROCS(0))
+	for i := range loops {
+		if loops[i], err = loop.New(); err != nil {
+			for _, l := range loops[:i] {
+				l.Stop()
+			}
+			return err
+		}
+	}
+	loopErr := make(chan error, len(loops))
+	for _, l := range loops {
+		go func() { loopErr <- l.Run() }()
+	}
+	defer func() {
+		for _, l := range loops {
+			l.Stop()
+		}
+	}()
+
+	// One listener per direction and loop: inbound from iptables' redirect
+	// (or TPROXY), outbound from the app's own connections.
 	var sides []*side
 	for _, dir := range []string{"inbound", "outbound"} {
 		addr := o.Listen
@@ -193,10 +216,10 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 				continue
 			}
 		}
-		sd, err := newSide(ctx, dir, addr, o, tcpMetrics, httpMetrics, access, reg, log)
+		sd, err := newSide(ctx, dir, addr, o, loops, tcpMetrics, httpMetrics, access, reg, log)
 		if err != nil {
 			for _, prev := range sides {
-				prev.ln.Close()
+				prev.close()
 			}
 			return err
 		}
@@ -223,7 +246,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	aln, err := listen.Listen(ctx, o.Admin, nil)
 	if err != nil {
 		for _, sd := range sides {
-			sd.ln.Close()
+			sd.close()
 		}
 		return fmt.Errorf("--admin: %w", err)
 	}
@@ -242,7 +265,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		if err != nil {
 			aln.Close()
 			for _, sd := range sides {
-				sd.ln.Close()
+				sd.close()
 			}
 			return fmt.Errorf("--admin-local: %w", err)
 		}
@@ -268,15 +291,15 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 
 	errc := make(chan error, 2*len(sides)+1)
 	for _, sd := range sides {
-		go func() { errc <- sd.proxy.Serve(sd.ln) }()
+		go func() { errc <- sd.proxy.Serve(sd.lns...) }()
 		go func() { errc <- sd.http.Serve() }()
 	}
 	go func() { errc <- adminSrv.Serve(aln) }()
 	a.SetReady(true)
-	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].ln.Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).
+	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].lns[0].Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).
 		Int("workers", runtime.GOMAXPROCS(0))
 	if len(sides) > 1 {
-		ev = ev.Str("outbound_listen", sides[1].ln.Addr().String())
+		ev = ev.Str("outbound_listen", sides[1].lns[0].Addr().String())
 	}
 	ev.Msg("veneer-agent ready")
 
@@ -294,6 +317,8 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case runErr = <-errc:
+			break loop
+		case runErr = <-loopErr:
 			break loop
 		case <-reload:
 			reloadConfig(o.Config, apply, log)
@@ -386,15 +411,21 @@ func watchLoopholes(ctx context.Context, g prometheus.Gauge, log zerolog.Logger)
 	}
 }
 
-// side is one direction's listener, proxy and HTTP server.
+// side is one direction's listeners (one per loop), proxy and HTTP server.
 type side struct {
 	dir   string
-	ln    *net.TCPListener
+	lns   []*net.TCPListener
 	proxy *proxy.Server
 	http  *httpproxy.Server
 }
 
-func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics, hm *metrics.Metrics,
+func (sd *side) close() {
+	for _, l := range sd.lns {
+		l.Close()
+	}
+}
+
+func newSide(ctx context.Context, dir, addr string, o Options, loops []*loop.Loop, tm *proxy.Metrics, hm *metrics.Metrics,
 	access zerolog.Logger, reg prometheus.Registerer, log zerolog.Logger) (*side, error) {
 	flag := "--listen"
 	if dir == "outbound" {
@@ -405,34 +436,32 @@ func newSide(ctx context.Context, dir, addr string, o Options, tm *proxy.Metrics
 	if err != nil {
 		return nil, err
 	}
-	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm, MaxConnections: o.MaxConnections}
-	var ln net.Listener
+	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm, MaxConnections: o.MaxConnections, Loops: loops}
+	var extra func(string, syscall.RawConn) error
 	if dir == "inbound" && o.Mode == "tproxy" {
-		ln, err = listen.Listen(ctx, addr, tproxy.Transparent)
-		if err == nil {
-			port := uint16(ln.Addr().(*net.TCPAddr).Port)
-			pc.OriginalDst = tproxy.OriginalDst(port)
-			pc.Dial = func(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
-				return tproxy.Dialer(client.Addr(), o.Mark, 0).DialContext(ctx, "tcp", dst.String())
-			}
-			pc.OwnConns = true
-		}
-	} else {
-		ln, err = listen.Listen(ctx, addr, nil)
+		extra, pc.OriginalDst, pc.Mark = tproxy.Transparent, tproxy.LocalDst, o.Mark
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
+	sd := &side{dir: dir, http: hs}
+	for range loops {
+		ln, err := listen.Listen(ctx, addr, extra)
+		if err != nil {
+			sd.close()
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		sd.lns = append(sd.lns, ln.(*net.TCPListener))
+		// The other loops' listeners share the first one's port, also
+		// when addr let the kernel choose it.
+		addr = ln.Addr().String()
 	}
 	if dir == "outbound" {
 		// Probes come in through the inbound chain only.
 		pc.IsProbe = func(netip.AddrPort) bool { return false }
 	}
-	p, err := proxy.New(pc, log, reg)
-	if err != nil {
-		ln.Close()
+	if sd.proxy, err = proxy.New(pc, log, reg); err != nil {
+		sd.close()
 		return nil, err
 	}
-	return &side{dir: dir, ln: ln.(*net.TCPListener), proxy: p, http: hs}, nil
+	return sd, nil
 }
 
 // reloadConfig loads the file again and applies it, or keeps the running

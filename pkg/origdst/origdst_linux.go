@@ -19,23 +19,30 @@ const ip6tSoOriginalDst = 80
 // blocking mode.
 func Get(c *net.TCPConn) (netip.AddrPort, error) {
 	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	level, opt := unix.SOL_IP, unix.SO_ORIGINAL_DST
-	if local.Addr().Unmap().Is6() {
-		level, opt = unix.SOL_IPV6, ip6tSoOriginalDst
-	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("reading original destination: %w", err)
 	}
-	var buf [unix.SizeofSockaddrInet6]byte
-	size := uint32(len(buf))
-	var errno unix.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, uintptr(level), uintptr(opt),
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
-	}); err != nil {
+	var dst netip.AddrPort
+	if err := rc.Control(func(fd uintptr) { dst, err = FD(int(fd), local.Addr().Unmap().Is6(), local.Port()) }); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("reading original destination: %w", err)
 	}
+	return dst, err
+}
+
+// FD returns the original destination of the accepted socket fd; ipv6 says
+// whether the connection is IPv6 (not IPv4 on a dual-stack socket), and
+// port is the listener's: a destination of that port is the agent itself,
+// reached without a nat rule, and never forwarded.
+func FD(fd int, ipv6 bool, port uint16) (netip.AddrPort, error) {
+	level, opt := unix.SOL_IP, unix.SO_ORIGINAL_DST
+	if ipv6 {
+		level, opt = unix.SOL_IPV6, ip6tSoOriginalDst
+	}
+	var buf [unix.SizeofSockaddrInet6]byte
+	size := uint32(len(buf))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
 	if errno == unix.ENOENT {
 		return netip.AddrPort{}, ErrNotRedirected
 	}
@@ -46,7 +53,7 @@ func Get(c *net.TCPConn) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	if dst == netip.AddrPortFrom(local.Addr().Unmap(), local.Port()) {
+	if dst.Port() == port {
 		return netip.AddrPort{}, ErrNotRedirected
 	}
 	return dst, nil

@@ -5,55 +5,52 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 )
 
-// Ways to move passthrough bytes, measured against each other: the proxy's
-// (pooled buffers, spliced once bulk), splice(2) from the first byte through
-// (*net.TCPConn).ReadFrom, and a plain read and write through a buffer of
+// Ways to move passthrough bytes, measured against each other: the proxy
+// itself (its loop, buffers, spliced once bulk), and forwarders with a
+// goroutine per direction: splice(2) from the first byte through
+// (*net.TCPConn).ReadFrom, or a plain read and write through a buffer of
 // its own per connection.
-var strategies = map[string]func(dst, src *net.TCPConn) (int64, error){
-	"proxy": func(dst, src *net.TCPConn) (int64, error) { return copyHalf(dst, src, nil, nil) }, // what the proxy uses
-	"proxy-idle": func(dst, src *net.TCPConn) (int64, error) { // with the default 1h idle timeout
-		it := newIdle(time.Hour, func() {})
-		defer it.stop()
-		return copyHalf(dst, src, nil, it)
-	},
-	"splice": func(dst, src *net.TCPConn) (int64, error) {
-		n, err := dst.ReadFrom(src)
-		if err == nil {
-			dst.CloseWrite()
-		}
-		return n, err
-	},
-	"readwrite16k":  readWrite(16 << 10),
-	"readwrite64k":  readWrite(64 << 10),
-	"readwrite256k": readWrite(256 << 10),
-}
-
-func readWrite(size int) func(dst, src *net.TCPConn) (int64, error) {
-	return func(dst, src *net.TCPConn) (int64, error) {
-		n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, size))
-		if err == nil {
-			dst.CloseWrite()
-		}
-		return n, err
-	}
-}
-
-// forwarder is a minimal proxy in front of dst that copies with copy.
-func forwarder(b testing.TB, dst netip.AddrPort, copy func(dst, src *net.TCPConn) (int64, error)) string {
-	return app(b, func(c *net.TCPConn) {
-		up, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(dst))
+var strategies = map[string]func(testing.TB, netip.AddrPort) string{
+	"proxy": func(b testing.TB, dst netip.AddrPort) string {
+		s, err := New(Config{OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return dst, nil },
+			IsProbe: func(netip.AddrPort) bool { return false }}, nopLog, nopReg())
 		if err != nil {
-			c.Close()
-			return
+			b.Fatal(err)
 		}
-		go func() { copy(up, c); up.CloseWrite() }()
-		copy(c, up)
-		c.Close()
-		up.Close()
-	}).String()
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := l.Addr().String()
+		go s.Serve(l)
+		b.Cleanup(func() { s.Shutdown(canceled()) })
+		return addr
+	},
+	"goroutines-splice": goroutines(func(dst, src *net.TCPConn) { dst.ReadFrom(src) }),
+	"goroutines-copy64k": goroutines(func(dst, src *net.TCPConn) {
+		io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 64<<10))
+	}),
+}
+
+// goroutines is a minimal forwarder in front of dst that copies each
+// direction on a goroutine of its own with copy.
+func goroutines(copy func(dst, src *net.TCPConn)) func(testing.TB, netip.AddrPort) string {
+	return func(b testing.TB, dst netip.AddrPort) string {
+		return app(b, func(c *net.TCPConn) {
+			up, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(dst))
+			if err != nil {
+				c.Close()
+				return
+			}
+			go func() { copy(up, c); up.CloseWrite() }()
+			copy(c, up)
+			c.CloseWrite()
+			c.Close()
+			up.Close()
+		}).String()
+	}
 }
 
 func echoServer(b *testing.B) netip.AddrPort {
@@ -63,10 +60,9 @@ func echoServer(b *testing.B) netip.AddrPort {
 // BenchmarkSmallExchange: one 1 KiB request and its echo per op, on one
 // connection, as a keep-alive HTTP exchange is. Latency-bound.
 func BenchmarkSmallExchange(b *testing.B) {
-	for name, copy := range strategies {
+	for name, forwarder := range strategies {
 		b.Run(name, func(b *testing.B) {
-			addr := forwarder(b, echoServer(b), copy)
-			c, err := net.Dial("tcp", addr)
+			c, err := net.Dial("tcp", forwarder(b, echoServer(b)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -90,15 +86,15 @@ func BenchmarkSmallExchange(b *testing.B) {
 
 // BenchmarkBulk: a 64 MiB stream one way per op, through a sink that
 // discards what it reads 256 KiB at a time (io.Discard's own 8 KiB reads
-// make the sink the bottleneck, see copy.go). Throughput-bound.
+// make the sink the bottleneck). Throughput-bound.
 func BenchmarkBulk(b *testing.B) {
-	for name, copy := range strategies {
+	for name, forwarder := range strategies {
 		b.Run(name, func(b *testing.B) {
 			sink := app(b, func(c *net.TCPConn) {
 				io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{c}, make([]byte, 256<<10))
 				c.Close()
 			})
-			addr := forwarder(b, sink, copy)
+			addr := forwarder(b, sink)
 			chunk := make([]byte, 1<<20)
 			const size = 64 << 20
 			b.SetBytes(size)

@@ -10,25 +10,23 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/veneermesh/veneer/pkg/loop"
 )
 
-// drainPipes closes the idle pipes, so that a test can see whether a copy
-// used one.
-func drainPipes() {
-	for {
-		select {
-		case p := <-idlePipes:
-			putPipe(p, false)
-		default:
-			return
-		}
-	}
+// idlePipes is how many empty pipes the server's loop keeps, read on the
+// loop.
+func idlePipes(s *Server) int {
+	n := make(chan int)
+	l := s.cfg.Loops[0]
+	l.Post(func() { n <- l.IdlePipes() })
+	return <-n
 }
 
-// through sends size random bytes through a forwarder running copyHalf both
-// ways to an app that hashes what it reads, and checks that all of it
-// arrived, and that the forwarder passed the client's EOF on.
-func through(t *testing.T, size int) {
+// through sends size random bytes through the proxy to an app that hashes
+// what it reads, and checks that all of it arrived, and that the proxy
+// passed the client's EOF on. It returns the server, for its loop.
+func through(t *testing.T, size int) *Server {
 	t.Helper()
 	got := make(chan [32]byte, 1)
 	sink := app(t, func(c *net.TCPConn) {
@@ -37,7 +35,8 @@ func through(t *testing.T, size int) {
 		got <- [32]byte(h.Sum(nil))
 		c.Close()
 	})
-	c, err := net.Dial("tcp", forwarder(t, sink, strategies["proxy"]))
+	s, _, addr := start(t, sink, Config{})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +48,7 @@ func through(t *testing.T, size int) {
 		t.Fatal(err)
 	}
 	c.(*net.TCPConn).CloseWrite()
-	if _, err := io.Copy(io.Discard, c); err != nil { // until the forwarder closes
+	if _, err := io.Copy(io.Discard, c); err != nil { // until the proxy closes
 		t.Fatal(err)
 	}
 	select {
@@ -60,34 +59,30 @@ func through(t *testing.T, size int) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the app never saw the client's EOF")
 	}
+	return s
 }
 
 // A bulk transfer (reads that fill the copy buffer) goes on with splice(2),
 // and every byte arrives, in order; the pipe goes back to the idle list empty.
 func TestBulkIsSpliced(t *testing.T) {
-	drainPipes()
-	through(t, 32<<20)
-	if len(idlePipes) == 0 {
+	if n := idlePipes(through(t, 32<<20)); n == 0 {
 		t.Fatal("a 32 MiB transfer used no pipe: it was never spliced")
 	}
 }
 
-// Small exchanges are copied through the pooled buffer: no pipe.
+// Small exchanges are copied through the buffer: no pipe.
 func TestSmallIsCopied(t *testing.T) {
-	drainPipes()
-	through(t, 64<<10)
-	if n := len(idlePipes); n != 0 {
+	if n := idlePipes(through(t, 64<<10)); n != 0 {
 		t.Fatalf("a 64 KiB transfer left %d idle pipes: it was spliced", n)
 	}
 }
 
 // Out of file descriptors for a pipe, a bulk transfer is copied on.
 func TestNoPipeCopiesOn(t *testing.T) {
-	drainPipes()
-	made := newPipe
-	defer func() { newPipe = made }()
+	made := loop.NewPipe
+	defer func() { loop.NewPipe = made }()
 	var failed atomic.Int32
-	newPipe = func() (*pipe, error) { failed.Add(1); return nil, unix.EMFILE }
+	loop.NewPipe = func() (*loop.Pipe, error) { failed.Add(1); return nil, unix.EMFILE }
 	through(t, 32<<20)
 	if failed.Load() == 0 {
 		t.Fatal("no pipe was asked for: the test did not reach the fallback")

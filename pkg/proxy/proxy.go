@@ -1,14 +1,18 @@
 // Package proxy is the agent's data path: it accepts the connections iptables
-// redirected to it, recovers where each was going, and forwards it there.
+// redirected to it, recovers where each was going, and forwards it there,
+// on event loops of its own (pkg/loop).
 //
-//	p, err := proxy.New(proxy.Config{ConnectTimeout: 5 * time.Second}, log, registry)
-//	go p.Serve(listener)
+//	p, err := proxy.New(proxy.Config{Loops: loops}, log, registry)
+//	go p.Serve(listeners...) // one listener per loop, SO_REUSEPORT
 //	...
 //	p.Shutdown(ctx) // stop accepting, let open connections finish until ctx ends
 //
-// Bytes are copied through pooled buffers, and a bulk transfer spliced
-// through pooled pipes (see copy.go for when and why), each held only while
-// bytes are in flight, so idle connections cost no buffer.
+// Every accepted connection goes through the steps listed in steps.go, in
+// order, on the loop that accepted it: what it is refused for, where it was
+// going, how its protocol is decided, and how its bytes are forwarded or it
+// is handed to the HTTP server. Bytes are copied through buffers, and a
+// bulk transfer spliced through pipes, each held only while bytes are in
+// flight, so idle connections cost neither.
 package proxy
 
 import (
@@ -24,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/origdst"
 	"github.com/veneermesh/veneer/pkg/probe"
 )
@@ -32,19 +37,21 @@ import (
 type Config struct {
 	// ConnectTimeout bounds the connection to the app. Zero means 5s.
 	ConnectTimeout time.Duration
-	// OriginalDst recovers a connection's original destination. Nil means
-	// origdst.Get; tests of one piece may set a fake.
-	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// OriginalDst recovers where an accepted socket was going, from the
+	// socket, whether it is IPv6, and the listener's port. Nil means
+	// origdst.FD (SO_ORIGINAL_DST); tproxy mode passes tproxy.LocalDst;
+	// tests of one piece may set a fake.
+	OriginalDst func(fd int, ipv6 bool, listenPort uint16) (netip.AddrPort, error)
 	// IsProbe tells veneer-init's validation probes from traffic. Nil means
 	// probe.Is; tests of one piece, whose apps listen on loopback, override it.
 	IsProbe func(netip.AddrPort) bool
 	// HTTP serves the connections that carry HTTP. Nil: every connection
 	// is forwarded as TCP.
 	HTTP HTTPServer
-	// Dial connects to the app for a client. Nil means a plain connection
-	// to dst; tproxy mode connects from the client's address. Dial must
-	// honour ctx's deadline.
-	Dial func(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error)
+	// Mark, when not zero, is tproxy mode: connections to the app come from
+	// the client's own address, with this mark so that the replies are
+	// routed back, and are never shared between clients.
+	Mark uint32
 	// MaxConnections bounds the connections open at once (HTTP ones
 	// included); past it, new ones are reset. 0: no bound.
 	MaxConnections int
@@ -54,10 +61,10 @@ type Config struct {
 	// Metrics are shared by every listener of the agent; nil: registered
 	// anew on the registry given to New.
 	Metrics *Metrics
-	// OwnConns, when set, gives every client connection its own
-	// connections to the app (tproxy mode): they carry the client's
-	// address and must not be pooled across clients.
-	OwnConns bool
+	// Loops run the connections: Serve's i-th listener goes to loop i
+	// (modulo their number). They are the caller's to run and stop. Nil:
+	// one loop of the server's own, run by New and stopped by Shutdown.
+	Loops []*loop.Loop
 }
 
 // Server forwards redirected connections to their original destination.
@@ -66,28 +73,23 @@ type Server struct {
 	log     zerolog.Logger
 	metrics *Metrics
 	http    HTTPServer
+	ownLoop bool
 
 	policies   atomic.Pointer[Policies]
-	open       atomic.Int64       // connections accepted and not yet closed
+	open       atomic.Int64       // connections accepted and not yet closed, HTTP ones too
+	onLoop     atomic.Int64       // connections a loop holds: not closed, not handed off
+	starting   atomic.Int64       // connections not yet forwarding or handed to the HTTP server
 	rejected   prometheus.Counter // past MaxConnections, resolved once
 	lastAccept atomic.Int64       // when a connection was last accepted, Unix nanoseconds
 
-	mu        sync.Mutex
-	listeners []net.Listener
-	closing   bool
-
-	conns tracker
-	// starting counts connections not yet forwarding or handed to the HTTP
-	// server: a drain lets them reach one or the other before the HTTP
-	// server stops taking connections.
-	starting tracker
-	// kill ends every open connection when the drain runs out of time.
-	kill       context.Context
-	killNow    context.CancelFunc
+	mu         sync.Mutex
+	listeners  []*listener
+	closing    bool
 	shutdownCh chan struct{}
 }
 
-// New validates cfg and registers the proxy's metrics on reg. It starts nothing.
+// New validates cfg and registers the proxy's metrics on reg. It starts
+// nothing but, without cfg.Loops, a loop of its own.
 func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
 	if cfg.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("connect timeout: %s is negative", cfg.ConnectTimeout)
@@ -96,16 +98,10 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		cfg.ConnectTimeout = 5 * time.Second
 	}
 	if cfg.OriginalDst == nil {
-		cfg.OriginalDst = origdst.Get
+		cfg.OriginalDst = origdst.FD
 	}
 	if cfg.IsProbe == nil {
 		cfg.IsProbe = probe.Is
-	}
-	if cfg.Dial == nil {
-		d := &net.Dialer{}
-		cfg.Dial = func(ctx context.Context, _, dst netip.AddrPort) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", dst.String())
-		}
 	}
 	if cfg.Direction == "" {
 		cfg.Direction = "inbound"
@@ -117,15 +113,22 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	kill, killNow := context.WithCancel(context.Background())
+	own := false
+	if len(cfg.Loops) == 0 {
+		l, err := loop.New()
+		if err != nil {
+			return nil, err
+		}
+		go l.Run()
+		cfg.Loops, own = []*loop.Loop{l}, true
+	}
 	s := &Server{
 		cfg:        cfg,
 		log:        log.With().Str("direction", cfg.Direction).Logger(),
 		metrics:    m,
-		kill:       kill,
-		killNow:    killNow,
-		shutdownCh: make(chan struct{}),
 		http:       cfg.HTTP,
+		ownLoop:    own,
+		shutdownCh: make(chan struct{}),
 		rejected:   m.rejected.WithLabelValues(cfg.Direction),
 	}
 	s.policies.Store(defaultPolicies)
@@ -135,51 +138,29 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
-// Serve accepts connections on l until Shutdown. It returns ErrServerClosed
-// after Shutdown, or the error that stopped accepting.
-func (s *Server) Serve(l *net.TCPListener) error {
+// Serve accepts connections on ls, the i-th on the i-th loop, until
+// Shutdown; it then returns ErrServerClosed. The loops take the listeners'
+// sockets over: ls are closed.
+func (s *Server) Serve(ls ...*net.TCPListener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		l.Close()
+		for _, l := range ls {
+			l.Close()
+		}
 		return ErrServerClosed
 	}
-	s.listeners = append(s.listeners, l)
-	s.mu.Unlock()
-
-	var backoff time.Duration
-	for {
-		c, err := l.AcceptTCP()
+	for i, l := range ls {
+		ln, err := newListener(s, s.cfg.Loops[i%len(s.cfg.Loops)], l)
 		if err != nil {
-			select {
-			case <-s.shutdownCh:
-				return ErrServerClosed
-			default:
-			}
-			// Out of file descriptors and the like: wait and go on, as
-			// net/http does, rather than die with connections open.
-			if ne, ok := err.(net.Error); ok && !errors.Is(err, net.ErrClosed) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(ne).Dur("retry_in", backoff).Msg("accept failed")
-				time.Sleep(backoff)
-				continue
-			}
+			s.mu.Unlock()
 			return fmt.Errorf("accepting: %w", err)
 		}
-		backoff = 0
-		s.lastAccept.Store(time.Now().UnixNano())
-		// Over the limit: refused at once, so that a flood costs the agent
-		// no goroutine and no memory.
-		if n := s.open.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
-			s.open.Add(-1)
-			reset(c)
-			s.rejected.Inc()
-			continue
-		}
-		s.conns.Add()
-		s.starting.Add()
-		go s.handle(c)
+		s.listeners = append(s.listeners, ln)
 	}
+	s.mu.Unlock()
+	<-s.shutdownCh
+	return ErrServerClosed
 }
 
 // QuietFor reports whether no connection has been accepted for d.
@@ -192,15 +173,18 @@ func (s *Server) QuietFor(d time.Duration) bool {
 // that the HTTP server can be shut down without dropping one.
 func (s *Server) StopAccepting() {
 	s.mu.Lock()
+	var closed sync.WaitGroup
 	if !s.closing {
 		s.closing = true
 		close(s.shutdownCh)
-		for _, l := range s.listeners {
-			l.Close()
+		for _, ln := range s.listeners {
+			closed.Add(1)
+			ln.l.Post(func() { ln.close(); closed.Done() })
 		}
 	}
 	s.mu.Unlock()
-	s.starting.Wait()
+	closed.Wait()
+	waitZero(context.Background(), &s.starting)
 }
 
 // Shutdown stops accepting at once, then waits for open connections to end
@@ -208,15 +192,38 @@ func (s *Server) StopAccepting() {
 // had to close connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
-
-	done := make(chan struct{})
-	go func() { s.conns.Wait(); close(done) }()
-	select {
-	case <-done:
+	defer func() {
+		if s.ownLoop {
+			s.cfg.Loops[0].Stop()
+		}
+	}()
+	if waitZero(ctx, &s.onLoop) {
 		return nil
-	case <-ctx.Done():
-		s.killNow()
-		<-done
-		return ctx.Err()
 	}
+	for _, l := range s.cfg.Loops {
+		l.Post(func() {
+			l.Each(func(h loop.Handler) {
+				if c, ok := h.(*conn); ok && c.s == s {
+					c.finish(endDrained, false)
+				}
+			})
+		})
+	}
+	waitZero(context.Background(), &s.onLoop)
+	return ctx.Err()
+}
+
+// waitZero waits until n is zero or ctx is done, and says which came. The
+// loops count without a lock shared with this goroutine, so it looks often.
+func waitZero(ctx context.Context, n *atomic.Int64) bool {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }

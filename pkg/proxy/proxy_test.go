@@ -53,7 +53,7 @@ func (l *logBuf) String() string {
 func startLogged(t *testing.T, dst netip.AddrPort, cfg Config) (*Server, *prometheus.Registry, string, *logBuf) {
 	t.Helper()
 	if cfg.OriginalDst == nil {
-		cfg.OriginalDst = func(*net.TCPConn) (netip.AddrPort, error) { return dst, nil }
+		cfg.OriginalDst = func(int, bool, uint16) (netip.AddrPort, error) { return dst, nil }
 	}
 	if cfg.IsProbe == nil {
 		cfg.IsProbe = func(netip.AddrPort) bool { return false }
@@ -153,9 +153,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestForwardEchoAndHalfClose(t *testing.T) {
-	drainPipes()
 	dst := app(t, echo)
-	_, reg, addr := start(t, dst, Config{})
+	s, reg, addr := start(t, dst, Config{})
 	c := dial(t, addr)
 
 	// 16 MiB: enough for reads that fill the copy buffer, so the bulk of
@@ -174,7 +173,7 @@ func TestForwardEchoAndHalfClose(t *testing.T) {
 	if sha256.Sum256(got) != sha256.Sum256(payload) {
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), len(payload))
 	}
-	if len(idlePipes) == 0 {
+	if idlePipes(s) == 0 {
 		t.Error("16 MiB each way went through no pipe: never spliced")
 	}
 	port := strings.TrimPrefix(dst.String(), "127.0.0.1:")
@@ -232,7 +231,7 @@ func expectReset(t *testing.T, addr string) {
 
 func TestNotRedirectedIsRefused(t *testing.T) {
 	var called atomic.Bool
-	_, _, addr := start(t, netip.AddrPort{}, Config{OriginalDst: func(*net.TCPConn) (netip.AddrPort, error) {
+	_, _, addr := start(t, netip.AddrPort{}, Config{OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) {
 		called.Store(true)
 		return netip.AddrPort{}, origdst.ErrNotRedirected
 	}})
@@ -308,4 +307,15 @@ func TestShutdownTimeoutClosesConnections(t *testing.T) {
 	if got := counter(t, reg, "veneer_tcp_connections_closed_total", port); got != 1 {
 		t.Errorf("closed connections after drain = %v; want 1", got)
 	}
+}
+
+var nopLog = zerolog.Nop()
+
+func nopReg() prometheus.Registerer { return prometheus.NewRegistry() }
+
+// canceled is a context already done: a Shutdown that closes at once.
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }

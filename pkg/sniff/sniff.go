@@ -2,21 +2,25 @@
 // first bytes, without ever stalling a protocol in which the server speaks
 // first (MySQL, SMTP, SSH).
 //
-// The agent connects to the app first, then waits for whichever side speaks:
-// bytes from the app first mean a server-first protocol, forwarded as opaque
-// TCP at once; bytes from the client are classified as soon as they decide.
+// The agent waits briefly for the client, then connects to the app and waits
+// for whichever side speaks: bytes from the app first mean a server-first
+// protocol, forwarded as opaque TCP at once; bytes from the client are
+// classified as soon as they decide (pkg/proxy's sniff steps).
 // Istio waits for the client alone (its protocol sniffing is why server-first
 // protocols stall behind it until a timeout); Linkerd waits up to 10s. Here
 // the timeout only matters when neither side says anything, and even then the
 // connection is forwarded as TCP, so it is never lost.
 //
-//	r := sniff.Sniff(client, app, 5*time.Second)
-//	if r.Proto == sniff.HTTP1 { ... } // r.FromClient and r.FromApp hold what was read
+//	if p, decided := sniff.Decide(firstBytes); decided && p == sniff.HTTP1 { ... }
 package sniff
 
 import (
 	"bytes"
 )
+
+// MaxPeek bounds what is read from the client before deciding; every
+// recognised request line decides within far fewer bytes.
+const MaxPeek = 4096
 
 // Proto is what a connection's first bytes say it carries.
 type Proto int
@@ -74,4 +78,18 @@ func Classify(b []byte) Verdict {
 		return NeedMore
 	}
 	return NotHTTP
+}
+
+// Decide is what Classify's verdict on a client's first bytes b means, and
+// whether it is final: MaxPeek bytes that are still undecided are TCP.
+func Decide(b []byte) (Proto, bool) {
+	switch Classify(b) {
+	case IsHTTP1:
+		return HTTP1, true
+	case IsHTTP2:
+		return HTTP2, true
+	case NotHTTP:
+		return TCP, true
+	}
+	return TCP, len(b) >= MaxPeek
 }

@@ -68,6 +68,54 @@ func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
 	}
 }
 
+// LocalDst is OriginalDst for a socket of the loop: the accepted socket
+// fd's local address, unless that is the listener's port.
+func LocalDst(fd int, _ bool, listenPort uint16) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("reading the local address: %w", err)
+	}
+	var local netip.AddrPort
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		local = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		local = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	default:
+		return netip.AddrPort{}, fmt.Errorf("local address %v is not TCP/IP", sa)
+	}
+	if local.Port() == listenPort {
+		return netip.AddrPort{}, origdst.ErrNotRedirected
+	}
+	return local, nil
+}
+
+// From prepares the unconnected socket fd (IPv6 or not) to connect from
+// client's address with the mark that routes the replies back: the loop's
+// Dialer.
+func From(fd int, ipv6 bool, client netip.Addr, mark uint32) error {
+	network := "tcp4"
+	if ipv6 {
+		network = "tcp6"
+	}
+	if err := setTransparent(fd, network); err != nil {
+		return err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+		return fmt.Errorf("setting SO_MARK (tproxy mode needs CAP_NET_ADMIN): %w", err)
+	}
+	var sa unix.Sockaddr
+	if ipv6 {
+		sa = &unix.SockaddrInet6{Addr: client.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: client.Unmap().As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("binding to the client's address %s: %w", client, err)
+	}
+	return nil
+}
+
 // Dialer connects from client's address (a port of the kernel's choosing:
 // the client's own port is taken by the agent's end of the client's
 // connection) with the mark that routes the replies back.

@@ -21,3 +21,9 @@ func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
 func Dialer(client netip.Addr, mark uint32, timeout time.Duration) *net.Dialer {
 	return &net.Dialer{Timeout: timeout}
 }
+
+func LocalDst(fd int, _ bool, listenPort uint16) (netip.AddrPort, error) {
+	return netip.AddrPort{}, errLinux
+}
+
+func From(fd int, ipv6 bool, client netip.Addr, mark uint32) error { return errLinux }

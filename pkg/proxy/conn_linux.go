@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/proxyproto"
+	"github.com/veneermesh/veneer/pkg/tproxy"
+)
+
+// How a connection ended, as the connection log line says it.
+const (
+	endEOF          = "eof"              // both sides closed cleanly
+	endClientReset  = "client_reset"     // the client reset or broke the connection
+	endAppReset     = "app_reset"        // the app reset or broke the connection
+	endRefused      = "app_refused"      // nothing listens at the original destination
+	endTimeout      = "app_timeout"      // the app did not accept within the connect timeout
+	endUnreachable  = "app_unreachable"  // any other failure to reach the app
+	endNotRedirect  = "not_redirected"   // no nat rule sent it here: refused, never looped
+	endDrained      = "drain_timeout"    // still open when the drain ran out of time
+	endIdle         = "idle_timeout"     // no bytes either way for the port's tcp.idleTimeout
+	endProbe        = "validation_probe" // veneer-init --validate
+	endDenied       = "denied"           // the port's TCP authorization refused the client
+	endOrigDstError = "original_dst_error"
+)
+
+// conn is one captured connection on a loop: its sockets, the step it is
+// at (steps_linux.go), and its bytes each way.
+type conn struct {
+	s           *Server
+	ln          *listener
+	l           *loop.Loop
+	client, app loop.Socket // app.FD is -1 until the dial
+	peer, dst   netip.AddrPort
+	ipv6        bool
+	pol         *Policy
+	pm          *portMetrics // nil until the open step: not counted per port, not logged
+	opaque      bool         // forwarded as bytes: the protocol is decided, or never sniffed
+
+	at       int        // index of the step it is at
+	timer    loop.Timer // the deadline of the step it is at
+	timedOut bool       // the timer expired; the step says what that means
+	up, down loop.Flow  // client to app, app to client
+
+	start, lastMoved time.Time
+	starting         bool // counted in Server.starting
+	done             bool // closed, or handed off
+}
+
+// accepted starts a connection's record on its listener's loop.
+func (s *Server) accepted(ln *listener, fd int, sa unix.Sockaddr) {
+	s.lastAccept.Store(ln.l.Now().UnixNano())
+	// Over the limit: refused at once, so that a flood costs the agent no
+	// record and no memory.
+	if n := s.open.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+		s.open.Add(-1)
+		resetFD(fd)
+		s.rejected.Inc()
+		return
+	}
+	peer, ipv6 := addrPort(sa)
+	c := &conn{s: s, ln: ln, l: ln.l, client: loop.Socket{FD: fd, Write: loop.Ready}, app: loop.Socket{FD: -1},
+		peer: peer, ipv6: ipv6, start: ln.l.Now(), starting: true}
+	c.timer.SetExpirer(c)
+	if err := ln.l.Add(fd, c); err != nil {
+		s.open.Add(-1)
+		resetFD(fd)
+		s.log.Warn().Err(err).Stringer("client", peer).Msg("refused connection")
+		return
+	}
+	s.onLoop.Add(1)
+	s.starting.Add(1)
+	c.advance()
+}
+
+func (c *conn) Ready(fd int, ev loop.Events) {
+	if fd == c.client.FD {
+		c.client.Note(ev)
+	} else {
+		c.app.Note(ev)
+	}
+	c.advance()
+}
+
+func (c *conn) Expire() {
+	c.timedOut = true
+	c.advance()
+}
+
+// advance runs the steps from the one the connection is at, until one
+// waits or the connection leaves the loop. Each step's deadline is its
+// own: it is cleared when the next step begins.
+func (c *conn) advance() {
+	for c.at < len(steps) && !c.done {
+		if steps[c.at](c) != next {
+			return
+		}
+		c.at++
+		c.l.Disarm(&c.timer)
+		c.timedOut = false
+	}
+}
+
+// within starts the current step's deadline d the first time it is asked,
+// and says whether that deadline is still ahead.
+func (c *conn) within(d time.Duration) bool {
+	if c.timedOut {
+		return false
+	}
+	if !c.timer.Armed() {
+		c.l.Arm(&c.timer, c.l.Now().Add(d))
+	}
+	return true
+}
+
+// started notes that the connection is forwarding, or left the loop.
+func (c *conn) started() {
+	if c.starting {
+		c.starting = false
+		c.s.starting.Add(-1)
+	}
+}
+
+// finish closes the connection, with an RST on each socket when reset
+// (a refusal, or a reset mirrored to the other side), and counts its end.
+// A connection is finished once; finishing it again does nothing.
+func (c *conn) finish(end string, reset bool) {
+	if c.done {
+		return
+	}
+	c.done = true
+	c.l.Disarm(&c.timer)
+	c.up.Release(c.l)
+	c.down.Release(c.l)
+	for _, fd := range [...]int{c.client.FD, c.app.FD} {
+		if fd < 0 {
+			continue
+		}
+		if reset {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+		c.l.Close(fd)
+	}
+	c.started()
+	c.s.onLoop.Add(-1)
+	c.closed(c.up.Moved, c.down.Moved, end)
+}
+
+// closed counts and logs the end of the connection. For HTTP connections
+// the HTTP server calls it, on its own goroutine, when it closes the
+// connection. Connections refused before the open step are not counted
+// per port; their own steps log them.
+func (c *conn) closed(received, sent int64, end string) {
+	c.s.open.Add(-1)
+	if c.pm == nil {
+		return
+	}
+	c.pm.received.Add(float64(received))
+	c.pm.sent.Add(float64(sent))
+	c.pm.active.Dec()
+	c.pm.closed.Inc()
+	c.s.log.Info().
+		Stringer("client", c.peer).
+		Stringer("original_dst", c.dst).
+		Int64("bytes_received", received).
+		Int64("bytes_sent", sent).
+		Float64("duration_ms", float64(time.Since(c.start).Microseconds())/1000).
+		Str("end", end).
+		Msg("connection closed")
+}
+
+// handOff passes the connection to the HTTP server as net.Conns, with the
+// bytes the sniff read, and the app connection it dialled if any: they
+// leave the loop, and no event of theirs reaches it again.
+func (c *conn) handOff() verdict {
+	c.done = true
+	c.l.Disarm(&c.timer)
+	h := Handoff{Client: c.peer, Dst: c.dst, Closed: c.closed}
+	if pre := c.up.Pending(); len(pre) > 0 {
+		h.Pre = append([]byte(nil), pre...)
+	}
+	c.up.Release(c.l)
+	c.down.Release(c.l)
+	var err error
+	h.Conn, err = c.leave(c.client.FD)
+	if err == nil && c.app.FD >= 0 {
+		if h.App, err = c.leave(c.app.FD); err != nil {
+			h.Conn.Close()
+		}
+	}
+	c.started()
+	c.s.onLoop.Add(-1)
+	if err != nil {
+		c.s.log.Warn().Err(err).Stringer("client", c.peer).Msg("handing the connection to the HTTP server failed")
+		c.closed(0, 0, endUnreachable)
+		return gone
+	}
+	if c.s.cfg.Mark != 0 || c.pol.ProxyProtocol != 0 {
+		pol := c.pol
+		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
+	}
+	c.s.http.ServeConn(h)
+	return gone
+}
+
+// leave takes fd out of the loop as a net.Conn of Go's poller (a duplicate;
+// fd itself is closed).
+func (c *conn) leave(fd int) (net.Conn, error) {
+	rerr := c.l.Remove(fd)
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err == nil {
+		err = rerr
+	}
+	return nc, err
+}
+
+// dialGo connects to the app for a client from a goroutine of the HTTP
+// server (its own connections, in tproxy mode or with the PROXY protocol),
+// and starts the connection with the PROXY protocol header when the port
+// asks for it.
+func (s *Server) dialGo(ctx context.Context, client, dst netip.AddrPort, pol *Policy) (net.Conn, error) {
+	d := &net.Dialer{}
+	if s.cfg.Mark != 0 {
+		d = tproxy.Dialer(client.Addr(), s.cfg.Mark, 0)
+	}
+	c, err := d.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		return nil, err
+	}
+	if pol.ProxyProtocol != 0 {
+		if _, err := c.Write(proxyproto.Header(pol.ProxyProtocol, client, dst)); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// connect starts a non-blocking connection to dst; in tproxy mode (mark
+// not zero) from the client's address.
+func connect(dst netip.AddrPort, from netip.Addr, mark uint32) (int, error) {
+	var family int
+	var sa unix.Sockaddr
+	if dst.Addr().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err = setOptions(fd); err == nil && mark != 0 {
+		err = tproxy.From(fd, family == unix.AF_INET6, from, mark)
+	}
+	if err == nil {
+		if err = unix.Connect(fd, sa); err == unix.EINPROGRESS {
+			err = nil
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// resetFD closes fd with an RST instead of a FIN, so a client learns at
+// once that its connection was refused.
+func resetFD(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+}
+
+func write(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+func dialEnd(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return endRefused
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return endTimeout
+	}
+	return endUnreachable
+}

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/origdst"
+	"github.com/veneermesh/veneer/pkg/probe"
+	"github.com/veneermesh/veneer/pkg/proxyproto"
+	"github.com/veneermesh/veneer/pkg/sniff"
+)
+
+// verdict is what a step says of its connection.
+type verdict uint8
+
+const (
+	next verdict = iota // this step is done: on to the next
+	wait                // waiting for a socket or the timer: this step runs again then
+	gone                // closed, or handed to the HTTP server: the connection left the loop
+)
+
+// steps are what every accepted connection goes through, in this order, on
+// the loop that accepted it. --max-connections comes before all of them:
+// past it the listener resets a connection before it has a record. Then
+// the refusals that cost least come first, so a refused connection costs
+// nothing more; the protocol is decided before the app is dialled when the
+// client's first bytes tell it (HTTP then uses the HTTP server's pooled
+// connections to the app), else after, when whichever side speaks first
+// tells it; what is not HTTP is forwarded as bytes until both sides end.
+var steps = [...]func(*conn) verdict{
+	(*conn).findDst,     // where it was going: SO_ORIGINAL_DST, or TPROXY's local address; not redirected: reset
+	(*conn).answerProbe, // veneer-init --validate's probe: answered with its destination and closed
+	(*conn).open,        // the port's policy and metrics: from here on the connection is counted and logged
+	(*conn).authorize,   // the port's TCP authorization: a client it denies is reset
+	(*conn).sniffEarly,  // HTTP ports, and auto ports whose client speaks within earlyWait: HTTP is handed off here
+	(*conn).dial,        // a non-blocking connect within the connect timeout; the PROXY protocol header first
+	(*conn).sniff,       // auto ports still undecided: the app speaking first, or the client's bytes, decide
+	(*conn).forward,     // bytes both ways, each half-close passed on, until both sides are done
+}
+
+// earlyWait is how long a connection on an auto port waits for the
+// client's first bytes before the agent connects to the app. Most HTTP
+// clients send their request with the handshake, so an HTTP connection is
+// usually decided here; a server-first protocol waits only this long.
+const earlyWait = 10 * time.Millisecond
+
+func (c *conn) findDst() verdict {
+	dst, err := c.s.cfg.OriginalDst(c.client.FD, c.ipv6, c.ln.port)
+	if err != nil {
+		end := endOrigDstError
+		if errors.Is(err, origdst.ErrNotRedirected) {
+			end = endNotRedirect
+		}
+		c.s.log.Warn().Err(err).Stringer("client", c.peer).Str("end", end).
+			Msg("refused connection: no original destination to forward to")
+		c.finish(end, true)
+		return gone
+	}
+	c.dst = dst
+	return next
+}
+
+func (c *conn) answerProbe() verdict {
+	if !c.s.cfg.IsProbe(c.dst) {
+		return next
+	}
+	// A fresh socket's send buffer takes one line whole.
+	write(c.client.FD, []byte(probe.Reply(c.dst)))
+	c.s.log.Info().Stringer("client", c.peer).Stringer("original_dst", c.dst).Str("end", endProbe).Msg("answered validation probe")
+	c.finish(endProbe, false)
+	return gone
+}
+
+func (c *conn) open() verdict {
+	c.pol = c.s.policies.Load().For(c.dst.Port())
+	c.pm = c.s.metrics.port(c.s.cfg.Direction, c.dst.Port())
+	c.pm.opened.Inc()
+	c.pm.active.Inc()
+	c.opaque = c.pol.Protocol == ProtoTCP || c.s.http == nil
+	return next
+}
+
+func (c *conn) authorize() verdict {
+	if c.pol.Authz != nil && !c.pol.Authz.Allowed("", "", c.peer.Addr()) {
+		c.finish(endDenied, true)
+		return gone
+	}
+	return next
+}
+
+func (c *conn) sniffEarly() verdict {
+	switch {
+	case c.opaque:
+		return next
+	case c.pol.Protocol == ProtoHTTP:
+		return c.handOff()
+	}
+	if err := c.up.Fill(c.l, &c.client, sniff.MaxPeek); err != nil {
+		c.finish(endClientReset, true)
+		return gone
+	}
+	p, decided := sniff.Decide(c.up.Pending())
+	switch {
+	case decided && p != sniff.TCP:
+		return c.handOff()
+	case decided:
+		c.opaque = true // client-first, and not HTTP
+		return next
+	case c.up.EOF:
+		return next // the app may still speak; the forward passes the EOF on
+	case c.within(earlyWait):
+		return wait
+	}
+	return next // silence: the app may speak first
+}
+
+func (c *conn) dial() verdict {
+	if c.app.FD < 0 {
+		fd, err := connect(c.dst, c.peer.Addr(), c.s.cfg.Mark)
+		if err == nil {
+			if err = c.l.Add(fd, c); err != nil {
+				unix.Close(fd)
+			}
+		}
+		if err != nil {
+			c.finish(dialEnd(err), true)
+			return gone
+		}
+		c.app = loop.Socket{FD: fd} // Waiting both ways: Out says connected, or failed
+	}
+	if !c.within(c.s.cfg.ConnectTimeout) {
+		c.finish(endTimeout, true)
+		return gone
+	}
+	if c.app.Write == loop.Waiting {
+		return wait
+	}
+	if errno, err := unix.GetsockoptInt(c.app.FD, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || errno != 0 {
+		if err == nil {
+			err = unix.Errno(errno)
+		}
+		c.finish(dialEnd(err), true)
+		return gone
+	}
+	if v := c.pol.ProxyProtocol; v != 0 {
+		// A socket just connected takes a header of at most 108 bytes whole.
+		h := proxyproto.Header(v, c.peer, c.dst)
+		if n, err := write(c.app.FD, h); err != nil || n != len(h) {
+			c.finish(endUnreachable, true)
+			return gone
+		}
+	}
+	return next
+}
+
+func (c *conn) sniff() verdict {
+	if c.opaque {
+		return next
+	}
+	if err := c.down.Fill(c.l, &c.app, sniff.MaxPeek); err != nil {
+		c.finish(endAppReset, true)
+		return gone
+	}
+	if !c.down.Idle() || c.down.EOF {
+		return next // the app spoke (or left) first: not a client-first protocol
+	}
+	if err := c.up.Fill(c.l, &c.client, sniff.MaxPeek); err != nil {
+		c.finish(endClientReset, true)
+		return gone
+	}
+	p, decided := sniff.Decide(c.up.Pending())
+	switch {
+	case decided && p != sniff.TCP:
+		return c.handOff()
+	case decided, c.up.EOF:
+		return next
+	case c.within(c.pol.SniffTimeout):
+		return wait
+	}
+	return next // neither spoke within the sniff timeout: forwarded as TCP
+}
+
+func (c *conn) forward() verdict {
+	if c.starting {
+		c.started()
+		c.lastMoved = c.l.Now()
+	}
+	if idle := c.pol.IdleTimeout; idle > 0 && !c.within(idle) {
+		// Quiet for the whole timeout ends the connection; else the
+		// timer is set again for the rest of it, from when bytes last moved.
+		if quiet := c.l.Now().Sub(c.lastMoved); quiet >= idle {
+			c.finish(endIdle, false)
+			return gone
+		}
+		c.timedOut = false
+		c.l.Arm(&c.timer, c.lastMoved.Add(idle))
+	}
+	moved := c.up.Moved + c.down.Moved
+	up, _ := c.up.Pump(c.l, &c.client, &c.app)
+	down, _ := c.down.Pump(c.l, &c.app, &c.client)
+	if c.up.Moved+c.down.Moved != moved {
+		c.lastMoved = c.l.Now()
+	}
+	switch {
+	case up == loop.ReadFailed || down == loop.WriteFailed:
+		c.finish(endClientReset, true)
+	case up == loop.WriteFailed || down == loop.ReadFailed:
+		c.finish(endAppReset, true)
+	case up == loop.Finished && down == loop.Finished:
+		c.finish(endEOF, false)
+	default:
+		return wait
+	}
+	return gone
+}
