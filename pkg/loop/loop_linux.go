@@ -70,12 +70,10 @@ type Loop struct {
 
 	fds    []slot // by fd number: no map lookup per event
 	events []unix.EpollEvent
-	// polled and pollErr are what the last look at epfd found; pollFn is
-	// that look as a method value made once, so that waiting allocates
-	// nothing.
-	polled  int
+	// turnFn is turn as a method value made once, so that waiting
+	// allocates nothing; pollErr is what stopped it.
+	turnFn  func(uintptr) bool
 	pollErr error
-	pollFn  func(uintptr) bool
 
 	timers   timerHeap
 	now      time.Time
@@ -118,7 +116,7 @@ func New() (*Loop, error) {
 		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
 	l := &Loop{epfd: epfd, ep: ep, rc: rc, wake: wake, events: make([]unix.EpollEvent, batch), now: time.Now()}
-	l.pollFn = l.poll
+	l.turnFn = l.turn
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake)}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		ep.Close()
@@ -138,60 +136,69 @@ func (l *Loop) Run() error {
 	for !l.stop {
 		l.now = time.Now()
 		l.timers.expire(l.now)
-		n, err := l.wait()
-		if err != nil {
+		if err := l.wait(); err != nil {
 			return err
 		}
-		l.now = time.Now()
-		l.dispatch(n)
 	}
 	return nil
 }
 
-// wait returns the events ready now, parking in the runtime poller until
-// there are some or the first timer is due.
-func (l *Loop) wait() (int, error) {
+// wait runs turns of the loop until a timer is due or the loop stops,
+// parking in the runtime poller whenever nothing is ready.
+func (l *Loop) wait() error {
 	next, armed := l.timers.next()
 	if armed && !next.After(l.now) {
-		// A timer is due already (one that asked for another turn): look,
-		// but do not wait, so that sockets are not starved by it.
-		l.poll(0)
-		return l.polled, l.pollErr
+		// A timer is due already (one that asked for another turn): one
+		// turn without waiting, so that sockets are not starved by it.
+		l.turn(0)
+		return l.pollErr
 	}
 	if !armed {
 		next = time.Time{}
 	}
 	if l.expired || !next.Equal(l.deadline) {
 		if err := l.ep.SetReadDeadline(next); err != nil {
-			return 0, fmt.Errorf("setting the loop's deadline: %w", err)
+			return fmt.Errorf("setting the loop's deadline: %w", err)
 		}
 		l.deadline, l.expired = next, false
 	}
-	// RawConn.Read calls pollFn first, and waits for the poller to report
-	// epfd readable only when it found nothing.
-	err := l.rc.Read(l.pollFn)
+	// One RawConn.Read for many turns: it calls turnFn, and when that
+	// returns false waits for the runtime poller to report epfd readable,
+	// then calls it again. Readiness the poller noted while a turn ran is
+	// kept between the calls (each new Read clears it first, and so costs
+	// another look at epfd).
+	err := l.rc.Read(l.turnFn)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		l.expired = true
-		return 0, nil
+		return nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("waiting on the epoll fd: %w", err)
+		return fmt.Errorf("waiting on the epoll fd: %w", err)
 	}
-	return l.polled, l.pollErr
+	return l.pollErr
 }
 
-// poll looks at epfd without waiting; it reports whether there was
-// anything, as RawConn.Read's callback.
-func (l *Loop) poll(uintptr) bool {
-	n, err := unix.EpollWait(l.epfd, l.events, 0)
-	switch {
-	case err == unix.EINTR:
-		n, err = 0, nil
-	case err != nil:
-		err = fmt.Errorf("epoll_wait: %w", err)
+// turn handles what is ready now, without waiting. As RawConn.Read's
+// callback it says whether the loop must leave the wait: it stopped or
+// failed, or a timer was armed before the deadline the wait has.
+func (l *Loop) turn(uintptr) bool {
+	for {
+		n, err := epollWait(l.epfd, l.events)
+		if err != nil {
+			l.pollErr = fmt.Errorf("epoll_wait: %w", err)
+			return true
+		}
+		if n == 0 {
+			break
+		}
+		l.now = time.Now()
+		l.dispatch(n)
+		if n < len(l.events) || l.stop {
+			break // a full batch is followed at once by another look
+		}
 	}
-	l.polled, l.pollErr = n, err
-	return n > 0 || err != nil
+	next, armed := l.timers.next()
+	return l.stop || armed && (l.deadline.IsZero() || next.Before(l.deadline))
 }
 
 func (l *Loop) dispatch(n int) {

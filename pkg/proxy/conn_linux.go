@@ -282,15 +282,6 @@ func resetFD(fd int) {
 	unix.Close(fd)
 }
 
-func write(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
 func dialEnd(err error) string {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -68,7 +68,7 @@ func (c *conn) answerProbe() verdict {
 		return next
 	}
 	// A fresh socket's send buffer takes one line whole.
-	write(c.client.FD, []byte(probe.Reply(c.dst)))
+	loop.Write(c.client.FD, []byte(probe.Reply(c.dst)))
 	c.s.log.Info().Stringer("client", c.peer).Stringer("original_dst", c.dst).Str("end", endProbe).Msg("answered validation probe")
 	c.finish(endProbe, false)
 	return gone
@@ -148,7 +148,7 @@ func (c *conn) dial() verdict {
 	if v := c.pol.ProxyProtocol; v != 0 {
 		// A socket just connected takes a header of at most 108 bytes whole.
 		h := proxyproto.Header(v, c.peer, c.dst)
-		if n, err := write(c.app.FD, h); err != nil || n != len(h) {
+		if n, err := loop.Write(c.app.FD, h); err != nil || n != len(h) {
 			c.finish(endUnreachable, true)
 			return gone
 		}

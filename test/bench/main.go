@@ -35,6 +35,7 @@ var (
 	bin      = flag.String("bin", "bin", "where veneer's binaries, fastapp and fortio are")
 	only     = flag.String("cases", "", "measure only the cases whose names match this regular expression")
 	workers2 = flag.Bool("two-workers", false, "also measure veneer tcp and http with --workers 2, beside the default one")
+	compare  = flag.String("compare", "", "another veneer-agent binary (an older build, say) to measure as tcp and http cases beside this one")
 )
 
 // A case is one way to reach the app: a REDIRECT target (0: no capture).
@@ -123,11 +124,14 @@ func run() error {
 	// veneer is a case of the agent on port with config. Its access log (on
 	// by default) goes to a pipe this process drains, as a container
 	// runtime reads a container's stdout.
-	veneer := func(name string, port int, config string, flags ...string) *proxyCase {
+	veneerBinary := func(binary, name string, port int, config string, flags ...string) *proxyCase {
 		a := port - 15006 + 15000
-		cmd := []string{abs("veneer-agent"), "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
+		cmd := []string{binary, "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
 			"--admin-local", "", "--outbound-listen", "", "--config", config, "--max-connections", "0"}
 		return &proxyCase{name: name, port: port, cmd: append(cmd, flags...), uid: 1337, app: "fast", stdout: io.Discard}
+	}
+	veneer := func(name string, port int, config string, flags ...string) *proxyCase {
+		return veneerBinary(abs("veneer-agent"), name, port, config, flags...)
 	}
 	pid := localpod.PodIP.String()
 	// haproxy and nginx are cases of those proxies on port in front of app
@@ -154,12 +158,14 @@ func run() error {
 	}
 	// The Python case of veneer goes through the agent of the default
 	// decorations, which is transparent.
+	tcpDefault := veneer("veneer tcp", 15006, tcpCfg)
 	httpDefault := veneer("veneer http (default decorations)", 15106, httpCfg)
+	viaVeneerTCP := &proxyCase{name: "python via veneer tcp", port: 15006, app: "python"}
 	viaVeneer := &proxyCase{name: "python via veneer http", port: 15106, app: "python"}
 	cases := []*proxyCase{
 		{name: "direct", app: "fast"},
 		{name: "REDIRECT alone (no proxy)", port: 15606, cmd: []string{abs("fastapp"), "--listen", ":15606"}, uid: 65534, app: "fast", bare: true},
-		veneer("veneer tcp", 15006, tcpCfg),
+		tcpDefault,
 		httpDefault,
 		veneer("veneer http (every decoration)", 15206, fullCfg),
 		haproxy("haproxy tcp", "tcp", 15306, "fast", 0),
@@ -169,6 +175,7 @@ func run() error {
 		haproxy("haproxy http 1 thread", "http", 16006, "fast", 1),
 		nginx("nginx proxy_pass", 15506, "fast"),
 		{name: "python direct", app: "python"},
+		viaVeneerTCP,
 		viaVeneer,
 		haproxy("python via haproxy tcp", "tcp", 16106, "python", 0),
 		haproxy("python via haproxy http", "http", 16206, "python", 0),
@@ -178,6 +185,10 @@ func run() error {
 		cases = append(cases, veneer("veneer tcp (2 workers)", 15706, tcpCfg, "--workers", "2"),
 			veneer("veneer http (default decorations, 2 workers)", 15806, httpCfg, "--workers", "2"))
 	}
+	if *compare != "" {
+		cases = append(cases, veneerBinary(*compare, "compared tcp", 16406, tcpCfg),
+			veneerBinary(*compare, "compared http (default decorations)", 16506, httpCfg))
+	}
 	for _, c := range cases {
 		if c.cmd == nil {
 			continue
@@ -186,7 +197,7 @@ func run() error {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
-	viaVeneer.proc = httpDefault.proc
+	viaVeneer.proc, viaVeneerTCP.proc = httpDefault.proc, tcpDefault.proc
 	time.Sleep(time.Second)
 	fresh := map[*exec.Cmd]float64{} // idle before any traffic
 	for _, c := range cases {
