@@ -24,8 +24,10 @@ import (
 const Limit = 1 << 20
 
 // gather is how long the writer waits after a first line for others to
-// join it in one write.
-const gather = 10 * time.Millisecond
+// join it in one write: a wake-up and a write(2) four times a second at
+// most, not one per line (each write also wakes the runtime's monitor
+// thread, which then polls for a while).
+const gather = 250 * time.Millisecond
 
 // Sink is an io.Writer that never blocks on its output.
 type Sink struct {

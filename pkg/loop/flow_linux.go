@@ -1,8 +1,6 @@
 package loop
 
 import (
-	"unsafe"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -54,8 +52,10 @@ func (f *Flow) Idle() bool { return f.end == f.off && f.piped == 0 }
 
 // Pump moves what it can from src to dst: what is pending first, then as
 // long as src is ready and dst takes it. It returns Blocked with nothing
-// more to do until the poller reports one of them.
-func (f *Flow) Pump(l *Loop, src, dst *Socket) (Outcome, error) {
+// more to do until the poller reports one of them. The source's EOF is
+// passed on with a shutdown of dst's write side, unless closing: the
+// caller closes dst as soon as the flow finishes.
+func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
 	for {
 		if f.end > f.off {
 			if dst.Write == Waiting {
@@ -71,9 +71,10 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket) (Outcome, error) {
 			}
 			f.off += n
 			f.Moved += int64(n)
-			if f.off < f.end { // a short write: the send buffer is full
-				dst.Write = Waiting
-				return Blocked, nil
+			if f.off < f.end {
+				// A short write says the send buffer filled up, but only
+				// EAGAIN promises an edge when room comes back: try again.
+				continue
 			}
 			l.putBuf(f.buf)
 			f.buf, f.off, f.end = nil, 0, 0
@@ -93,8 +94,7 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket) (Outcome, error) {
 			f.piped -= n
 			f.Moved += int64(n)
 			if f.piped > 0 {
-				dst.Write = Waiting
-				return Blocked, nil
+				continue // as a short write: only EAGAIN waits
 			}
 			l.putPipe(f.pipe, true)
 			f.pipe = nil
@@ -102,7 +102,9 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket) (Outcome, error) {
 		if f.EOF {
 			if !f.Shut {
 				f.Shut = true
-				unix.Shutdown(dst.FD, unix.SHUT_WR) // an error here shows on the next read or write
+				if !closing {
+					shutdownWrite(dst.FD) // an error here shows on the next read or write
+				}
 			}
 			return Finished, nil
 		}
@@ -200,57 +202,6 @@ func (f *Flow) Release(l *Loop) {
 	}
 }
 
-// The loop's syscalls never block (every fd is non-blocking), so they are
-// made raw, without telling the scheduler: that costs more than these short
-// syscalls themselves.
-
-func read(fd int, b []byte) (int, error) {
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e != unix.EINTR {
-			return int(n), errnoErr(e)
-		}
-	}
-}
-
-func write(fd int, b []byte) (int, error) {
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e != unix.EINTR {
-			return int(n), errnoErr(e)
-		}
-	}
-}
-
-func splice(from, to, n int) (int, error) {
-	for {
-		m, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if e != unix.EINTR {
-			return int(m), errnoErr(e)
-		}
-	}
-}
-
-// epollWait returns the events ready now, without waiting.
-func epollWait(epfd int, events []unix.EpollEvent) (int, error) {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-		if e != unix.EINTR {
-			return int(n), errnoErr(e)
-		}
-	}
-}
-
-// Write is the loop's write(2), for the owners of its sockets.
-func Write(fd int, b []byte) (int, error) { return write(fd, b) }
-
-func errnoErr(e unix.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
-}
-
 // idleBufs and idlePipes bound what a loop keeps for reuse.
 const (
 	idleBufs  = 64
@@ -288,8 +239,8 @@ var NewPipe = func() (*Pipe, error) {
 }
 
 func (p *Pipe) close() {
-	unix.Close(p.r)
-	unix.Close(p.w)
+	closeFD(p.r)
+	closeFD(p.w)
 }
 
 func (l *Loop) getPipe() (*Pipe, error) {

@@ -230,7 +230,7 @@ func (l *Loop) Add(fd int, h Handler) error {
 	}
 	gen := l.fds[fd].gen + 1
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: gen}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("registering fd %d: %w", fd, err)
 	}
 	l.fds[fd] = slot{gen: gen, h: h}
@@ -241,7 +241,7 @@ func (l *Loop) Add(fd int, h Handler) error {
 // another owner): no event of it reaches the loop afterwards.
 func (l *Loop) Remove(fd int) error {
 	l.fds[fd].h = nil
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+	if err := epollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("unregistering fd %d: %w", fd, err)
 	}
 	return nil
@@ -252,7 +252,7 @@ func (l *Loop) Close(fd int) {
 	if fd < len(l.fds) {
 		l.fds[fd].h = nil
 	}
-	unix.Close(fd)
+	closeFD(fd)
 }
 
 // Each calls f for every handler registered now (a handler with two sockets
@@ -313,4 +313,12 @@ func (l *Loop) release() {
 		p.close()
 	}
 	l.pipes, l.bufs = nil, nil
+}
+
+// Reset takes fd out of the loop and closes it with an RST.
+func (l *Loop) Reset(fd int) {
+	if fd < len(l.fds) {
+		l.fds[fd].h = nil
+	}
+	Reset(fd)
 }

@@ -22,6 +22,9 @@ type Socket struct {
 	// PeerShut: the poller reported the peer's half-close (RDHUP). A short
 	// read then no longer means drained: the reads that follow end in EOF.
 	PeerShut bool
+	// Broken: the poller reported an error or a hang-up (of a connect
+	// that failed, say); the next try, or SO_ERROR, says which.
+	Broken bool
 }
 
 // Note takes what the poller reported. An error or a hang-up makes both
@@ -35,5 +38,8 @@ func (s *Socket) Note(ev Events) {
 	}
 	if ev&(RDHup|Hup) != 0 {
 		s.PeerShut = true
+	}
+	if ev&(Hup|Err) != 0 {
+		s.Broken = true
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/proxyproto"
 	"github.com/veneermesh/veneer/pkg/tproxy"
@@ -56,23 +54,22 @@ type conn struct {
 }
 
 // accepted starts a connection's record on its listener's loop.
-func (s *Server) accepted(ln *listener, fd int, sa unix.Sockaddr) {
+func (s *Server) accepted(ln *listener, fd int, peer netip.AddrPort, ipv6 bool) {
 	s.lastAccept.Store(ln.l.Now().UnixNano())
 	// Over the limit: refused at once, so that a flood costs the agent no
 	// record and no memory.
 	if n := s.open.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
 		s.open.Add(-1)
-		resetFD(fd)
+		loop.Reset(fd)
 		s.rejected.Inc()
 		return
 	}
-	peer, ipv6 := addrPort(sa)
 	c := &conn{s: s, ln: ln, l: ln.l, client: loop.Socket{FD: fd, Write: loop.Ready}, app: loop.Socket{FD: -1},
 		peer: peer, ipv6: ipv6, start: ln.l.Now(), starting: true}
 	c.timer.SetExpirer(c)
 	if err := ln.l.Add(fd, c); err != nil {
 		s.open.Add(-1)
-		resetFD(fd)
+		loop.Reset(fd)
 		s.log.Warn().Err(err).Stringer("client", peer).Msg("refused connection")
 		return
 	}
@@ -145,9 +142,10 @@ func (c *conn) finish(end string, reset bool) {
 			continue
 		}
 		if reset {
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			c.l.Reset(fd)
+		} else {
+			c.l.Close(fd)
 		}
-		c.l.Close(fd)
 	}
 	c.started()
 	c.s.onLoop.Add(-1)
@@ -246,40 +244,16 @@ func (s *Server) dialGo(ctx context.Context, client, dst netip.AddrPort, pol *Po
 	return c, nil
 }
 
-// connect starts a non-blocking connection to dst; in tproxy mode (mark
-// not zero) from the client's address.
-func connect(dst netip.AddrPort, from netip.Addr, mark uint32) (int, error) {
-	var family int
-	var sa unix.Sockaddr
-	if dst.Addr().Is4() {
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
-	} else {
-		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+// prepare sets up a socket to the app before its connect: the options
+// every socket of the agent has, and in tproxy mode the client's address.
+func (c *conn) prepare(fd int, ipv6 bool) error {
+	if err := setOptions(fd); err != nil {
+		return err
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
+	if c.s.cfg.Mark != 0 {
+		return tproxy.From(fd, ipv6, c.peer.Addr(), c.s.cfg.Mark)
 	}
-	if err = setOptions(fd); err == nil && mark != 0 {
-		err = tproxy.From(fd, family == unix.AF_INET6, from, mark)
-	}
-	if err == nil {
-		if err = unix.Connect(fd, sa); err == unix.EINPROGRESS {
-			err = nil
-		}
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// resetFD closes fd with an RST instead of a FIN, so a client learns at
-// once that its connection was refused.
-func resetFD(fd int) {
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	unix.Close(fd)
+	return nil
 }
 
 func dialEnd(err error) string {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -76,7 +77,7 @@ func setOptions(fd int) error {
 		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
 	} {
-		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
+		if err := loop.SetInt(fd, o.level, o.opt, o.v); err != nil {
 			return fmt.Errorf("setsockopt %d/%d: %w", o.level, o.opt, err)
 		}
 	}
@@ -100,11 +101,11 @@ func (ln *listener) accept() {
 		if ln.closed {
 			return
 		}
-		fd, sa, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, peer, ipv6, err := accept(ln.fd)
 		switch err {
 		case nil:
 			ln.backoff = 0
-			ln.s.accepted(ln, fd, sa)
+			ln.s.accepted(ln, fd, peer, ipv6)
 			continue
 		case unix.EAGAIN:
 			return
@@ -143,15 +144,33 @@ func (ln *listener) close() {
 	ln.l.Close(ln.fd)
 }
 
-// addrPort is a socket address as the agent logs it (IPv4 clients of a
-// dual-stack listener as IPv4), and whether it is IPv6.
-func addrPort(sa unix.Sockaddr) (netip.AddrPort, bool) {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), false
-	case *unix.SockaddrInet6:
-		a := netip.AddrFrom16(sa.Addr)
-		return netip.AddrPortFrom(a.Unmap(), uint16(sa.Port)), !a.Is4In6()
+// accept takes a connection from the listening socket lfd: its socket,
+// the client's address (an IPv4 client of a dual-stack listener as IPv4),
+// and whether it is IPv6. accept4(2) is called raw: x/sys's Accept4 asks
+// the listener its protocol with a getsockopt per connection, and
+// allocates the address.
+func accept(lfd int) (fd int, peer netip.AddrPort, ipv6 bool, err error) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unix.SizeofSockaddrAny)
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, false, e
 	}
-	return netip.AddrPort{}, false
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port(sa.Port))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		a := netip.AddrFrom16(sa.Addr)
+		peer, ipv6 = netip.AddrPortFrom(a.Unmap(), port(sa.Port)), !a.Is4In6()
+	}
+	return int(r), peer, ipv6, nil
+}
+
+// port reads a sockaddr's port, in network byte order.
+func port(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }

@@ -168,7 +168,7 @@ func TestForwardEchoAndHalfClose(t *testing.T) {
 	}()
 	got, err := io.ReadAll(c)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal(err, dumpConns(s))
 	}
 	if sha256.Sum256(got) != sha256.Sum256(payload) {
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), len(payload))

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/origdst"
 	"github.com/veneermesh/veneer/pkg/probe"
@@ -119,10 +117,10 @@ func (c *conn) sniffEarly() verdict {
 
 func (c *conn) dial() verdict {
 	if c.app.FD < 0 {
-		fd, err := connect(c.dst, c.peer.Addr(), c.s.cfg.Mark)
+		fd, err := loop.Connect(c.dst, c.prepare)
 		if err == nil {
 			if err = c.l.Add(fd, c); err != nil {
-				unix.Close(fd)
+				loop.Reset(fd)
 			}
 		}
 		if err != nil {
@@ -138,11 +136,10 @@ func (c *conn) dial() verdict {
 	if c.app.Write == loop.Waiting {
 		return wait
 	}
-	if errno, err := unix.GetsockoptInt(c.app.FD, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || errno != 0 {
-		if err == nil {
-			err = unix.Errno(errno)
-		}
-		c.finish(dialEnd(err), true)
+	// Writable and not broken is connected (HAProxy's check, too): only a
+	// failure costs a getsockopt, for its reason.
+	if c.app.Broken {
+		c.finish(dialEnd(loop.SocketError(c.app.FD)), true)
 		return gone
 	}
 	if v := c.pol.ProxyProtocol; v != 0 {
@@ -199,8 +196,10 @@ func (c *conn) forward() verdict {
 		c.l.Arm(&c.timer, c.lastMoved.Add(idle))
 	}
 	moved := c.up.Moved + c.down.Moved
-	up, _ := c.up.Pump(c.l, &c.client, &c.app)
-	down, _ := c.down.Pump(c.l, &c.app, &c.client)
+	// A flow that ends after the other one passes its EOF on by the close
+	// that follows at once, not by a shutdown of its own.
+	up, _ := c.up.Pump(c.l, &c.client, &c.app, c.down.Shut)
+	down, _ := c.down.Pump(c.l, &c.app, &c.client, c.up.Shut)
 	if c.up.Moved+c.down.Moved != moved {
 		c.lastMoved = c.l.Now()
 	}
