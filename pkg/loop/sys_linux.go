@@ -42,8 +42,12 @@ func errnoErr(e unix.Errno) error {
 
 func ptr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
-func read(fd int, b []byte) (int, error)  { return sys(unix.SYS_READ, uintptr(fd), ptr(b), uintptr(len(b))) }
-func write(fd int, b []byte) (int, error) { return sys(unix.SYS_WRITE, uintptr(fd), ptr(b), uintptr(len(b))) }
+func read(fd int, b []byte) (int, error) {
+	return sys(unix.SYS_READ, uintptr(fd), ptr(b), uintptr(len(b)))
+}
+func write(fd int, b []byte) (int, error) {
+	return sys(unix.SYS_WRITE, uintptr(fd), ptr(b), uintptr(len(b)))
+}
 
 // Write is the loop's write(2), for the owners of its sockets.
 func Write(fd int, b []byte) (int, error) { return write(fd, b) }
