@@ -47,6 +47,9 @@ type Flow struct {
 // is being sniffed holds only a buffer).
 func (f *Flow) Pending() []byte { return f.buf[f.off:f.end] }
 
+// Held is how many bytes the flow holds in flight.
+func (f *Flow) Held() int { return f.end - f.off + f.piped }
+
 // Idle says whether nothing is in flight.
 func (f *Flow) Idle() bool { return f.end == f.off && f.piped == 0 }
 

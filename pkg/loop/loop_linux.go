@@ -74,6 +74,7 @@ type Loop struct {
 	// allocates nothing; pollErr is what stopped it.
 	turnFn  func(uintptr) bool
 	pollErr error
+	turns   int // looks at epfd so far, for tests of what would spin
 
 	timers   timerHeap
 	now      time.Time
@@ -125,6 +126,9 @@ func New() (*Loop, error) {
 	}
 	return l, nil
 }
+
+// Turns is how many times the loop has looked at its epoll instance.
+func (l *Loop) Turns() int { return l.turns }
 
 // Now is the loop's time, read once after every wait.
 func (l *Loop) Now() time.Time { return l.now }
@@ -183,6 +187,7 @@ func (l *Loop) wait() error {
 // failed, or a timer was armed before the deadline the wait has.
 func (l *Loop) turn(uintptr) bool {
 	for {
+		l.turns++
 		n, err := epollWait(l.epfd, l.events)
 		if err != nil {
 			l.pollErr = fmt.Errorf("epoll_wait: %w", err)
