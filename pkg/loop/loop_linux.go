@@ -271,13 +271,13 @@ func (l *Loop) Each(f func(Handler)) {
 }
 
 // Post runs f on the loop, soon. It may be called from any goroutine, and
-// never blocks.
-// Work posted after Run returned is dropped.
-func (l *Loop) Post(f func()) {
+// never blocks. It says whether f was taken: work posted after Run
+// returned is not.
+func (l *Loop) Post(f func()) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return
+		return false
 	}
 	l.posted = append(l.posted, f)
 	if !l.woken {
@@ -285,6 +285,7 @@ func (l *Loop) Post(f func()) {
 		one := [8]byte{1}
 		unix.Write(l.wake, one[:]) // a full counter still wakes the loop
 	}
+	return true
 }
 
 func (l *Loop) runPosted() {

@@ -164,5 +164,8 @@ func TestPostAndStop(t *testing.T) {
 	if len(got) != 100 {
 		t.Fatalf("%d of 100 posted functions ran", len(got))
 	}
-	l.Post(func() { t.Error("work posted after Run returned ran") }) // dropped, not a write to a closed fd
+	// Dropped, and said so, not written to a closed (maybe reused) eventfd.
+	if l.Post(func() { t.Error("work posted after Run returned ran") }) {
+		t.Error("Post after Run returned said the work was taken")
+	}
 }

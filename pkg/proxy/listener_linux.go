@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -58,7 +59,9 @@ func newListener(s *Server, lp *loop.Loop, l *net.TCPListener) (*listener, error
 	ln := &listener{s: s, l: lp, fd: fd, port: port}
 	ln.timer.SetExpirer(ln)
 	added := make(chan error, 1)
-	lp.Post(func() { added <- lp.Add(fd, ln) })
+	if !lp.Post(func() { added <- lp.Add(fd, ln) }) {
+		added <- errors.New("the event loop has stopped")
+	}
 	if err := <-added; err != nil {
 		unix.Close(fd)
 		return nil, err

@@ -179,7 +179,9 @@ func (s *Server) StopAccepting() {
 		close(s.shutdownCh)
 		for _, ln := range s.listeners {
 			closed.Add(1)
-			ln.l.Post(func() { ln.close(); closed.Done() })
+			if !ln.l.Post(func() { ln.close(); closed.Done() }) {
+				closed.Done() // a stopped loop accepts nothing
+			}
 		}
 	}
 	s.mu.Unlock()
