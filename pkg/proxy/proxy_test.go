@@ -89,8 +89,12 @@ func app(t testing.TB, handle func(*net.TCPConn)) netip.AddrPort {
 	go func() {
 		for {
 			c, err := l.AcceptTCP()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil { // out of descriptors (TestAcceptEMFILEDoesNotSpin): the app waits too
+				time.Sleep(5 * time.Millisecond)
+				continue
 			}
 			go handle(c)
 		}
