@@ -2,7 +2,7 @@
 // agent was originally going, from the kernel's connection tracking
 // (SO_ORIGINAL_DST for IPv4, IP6T_SO_ORIGINAL_DST for IPv6).
 //
-//	dst, err := origdst.Get(conn) // 10.244.1.7:8080, though conn arrived on :15006
+//	dst, err := origdst.FD(fd, false, 15006) // 10.244.1.7:8080, though the socket was accepted on :15006
 package origdst
 
 import "errors"

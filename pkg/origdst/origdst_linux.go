@@ -3,7 +3,6 @@ package origdst
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"unsafe"
 
@@ -13,22 +12,6 @@ import (
 // ip6tSoOriginalDst is IP6T_SO_ORIGINAL_DST from linux/netfilter_ipv6/ip6_tables.h,
 // which golang.org/x/sys/unix does not define.
 const ip6tSoOriginalDst = 80
-
-// Get returns the original destination of c. It reads it through the raw
-// conn, without File(), which would duplicate the descriptor and put it in
-// blocking mode.
-func Get(c *net.TCPConn) (netip.AddrPort, error) {
-	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("reading original destination: %w", err)
-	}
-	var dst netip.AddrPort
-	if err := rc.Control(func(fd uintptr) { dst, err = FD(int(fd), local.Addr().Unmap().Is6(), local.Port()) }); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("reading original destination: %w", err)
-	}
-	return dst, err
-}
 
 // FD returns the original destination of the accepted socket fd; ipv6 says
 // whether the connection is IPv6 (not IPv4 on a dual-stack socket), and

@@ -61,7 +61,7 @@ func TestParse(t *testing.T) {
 
 // A connection no nat rule touched must never be forwarded: its "original"
 // destination is the agent itself.
-func TestGetNotRedirected(t *testing.T) {
+func TestNotRedirected(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			addr := "127.0.0.1:0"
@@ -83,8 +83,14 @@ func TestGetNotRedirected(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if _, err := Get(s.(*net.TCPConn)); !errors.Is(err, ErrNotRedirected) {
-				t.Errorf("Get on a direct connection = %v; want ErrNotRedirected", err)
+			rc, err := s.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := uint16(l.Addr().(*net.TCPAddr).Port)
+			rc.Control(func(fd uintptr) { _, err = FD(int(fd), network == "tcp6", port) })
+			if !errors.Is(err, ErrNotRedirected) {
+				t.Errorf("FD on a direct connection = %v; want ErrNotRedirected", err)
 			}
 		})
 	}

@@ -4,14 +4,8 @@ package origdst
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 )
-
-// Get needs Linux's connection tracking.
-func Get(c *net.TCPConn) (netip.AddrPort, error) {
-	return netip.AddrPort{}, errors.New("reading original destination needs Linux")
-}
 
 // FD needs Linux's connection tracking.
 func FD(fd int, ipv6 bool, port uint16) (netip.AddrPort, error) {

@@ -7,7 +7,8 @@
 // Both need CAP_NET_ADMIN (IP_TRANSPARENT, SO_MARK).
 //
 //	l, err := listen.Listen(ctx, ":15006", tproxy.Transparent)
-//	dst, err := tproxy.OriginalDst(conn, 15006)
+//	dst, err := tproxy.LocalDst(fd, false, 15006)
+//	err = tproxy.From(fd, false, client.Addr(), 0x539) // before the loop's connect
 //	app, err := tproxy.Dialer(client.Addr(), 0x539, 5*time.Second).DialContext(ctx, "tcp", dst.String())
 package tproxy
 
@@ -55,21 +56,9 @@ func setTransparent(fd int, network string) error {
 // listen.Listen.
 func Transparent(network string, c syscall.RawConn) error { return transparent(network, c, 0) }
 
-// OriginalDst is a transparent connection's original destination: its
-// local address. A connection made to the listener's own port was not
-// handed over by TPROXY: forwarding it would loop.
-func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
-	return func(c *net.TCPConn) (netip.AddrPort, error) {
-		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
-		if local.Port() == listenPort {
-			return netip.AddrPort{}, origdst.ErrNotRedirected
-		}
-		return netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nil
-	}
-}
-
-// LocalDst is OriginalDst for a socket of the loop: the accepted socket
-// fd's local address, unless that is the listener's port.
+// LocalDst is a transparent connection's original destination: the
+// accepted socket fd's local address. A connection made to the listener's
+// own port was not handed over by TPROXY: forwarding it would loop.
 func LocalDst(fd int, _ bool, listenPort uint16) (netip.AddrPort, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {

@@ -14,10 +14,6 @@ var errLinux = errors.New("tproxy mode needs Linux")
 
 func Transparent(network string, c syscall.RawConn) error { return errLinux }
 
-func OriginalDst(listenPort uint16) func(*net.TCPConn) (netip.AddrPort, error) {
-	return func(*net.TCPConn) (netip.AddrPort, error) { return netip.AddrPort{}, errLinux }
-}
-
 func Dialer(client netip.Addr, mark uint32, timeout time.Duration) *net.Dialer {
 	return &net.Dialer{Timeout: timeout}
 }
