@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"syscall"
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/loop"
@@ -139,7 +140,15 @@ func (c *conn) dial() verdict {
 	// Writable and not broken is connected (HAProxy's check, too): only a
 	// failure costs a getsockopt, for its reason.
 	if c.app.Broken {
-		c.finish(dialEnd(loop.SocketError(c.app.FD)), true)
+		// A connect that failed, or an app that accepted and reset (or
+		// closed) before the loop looked: that is the app breaking the
+		// connection, not failing to take it.
+		err := loop.SocketError(c.app.FD)
+		end := dialEnd(err)
+		if err == nil || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			end = endAppReset
+		}
+		c.finish(end, true)
 		return gone
 	}
 	if v := c.pol.ProxyProtocol; v != 0 {
