@@ -20,10 +20,16 @@ type Outcome uint8
 
 const (
 	Blocked     Outcome = iota // waiting for the poller: the source is drained or the destination full
+	Yielded                    // moved a turn's worth (turnBytes) with more to move: pump again on the next turn
 	Finished                   // the source's EOF was read and passed on, nothing is pending
 	ReadFailed                 // the source broke (reset, or another error)
 	WriteFailed                // the destination broke
 )
+
+// turnBytes is the most one Pump moves: a bulk transfer between two fast
+// sockets would otherwise keep the loop from every other connection for as
+// long as it lasts. Four buffers' worth keeps the syscalls per byte low.
+const turnBytes = 4 * BufSize
 
 // Flow moves the bytes of one direction of a connection, from a source
 // socket to a destination socket. Bytes read and not yet written are held
@@ -55,11 +61,16 @@ func (f *Flow) Idle() bool { return f.end == f.off && f.piped == 0 }
 
 // Pump moves what it can from src to dst: what is pending first, then as
 // long as src is ready and dst takes it. It returns Blocked with nothing
-// more to do until the poller reports one of them. The source's EOF is
+// more to do until the poller reports one of them, or Yielded after a
+// turn's worth, when the caller must pump again soon: no edge will come
+// for what is already ready. The source's EOF is
 // passed on with a shutdown of dst's write side, unless closing: the
 // caller closes dst as soon as the flow finishes.
 func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
-	for {
+	for start := f.Moved; ; {
+		if f.Moved-start >= turnBytes {
+			return Yielded, nil
+		}
 		if f.end > f.off {
 			if dst.Write == Waiting {
 				return Blocked, nil

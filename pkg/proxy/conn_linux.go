@@ -45,6 +45,7 @@ type conn struct {
 
 	at       int        // index of the step it is at
 	timer    loop.Timer // the deadline of the step it is at
+	again    loop.Timer // another turn for a flow that yielded (forwardAgain)
 	timedOut bool       // the timer expired; the step says what that means
 	up, down loop.Flow  // client to app, app to client
 
@@ -67,6 +68,7 @@ func (s *Server) accepted(ln *listener, fd int, peer netip.AddrPort, ipv6 bool) 
 	c := &conn{s: s, ln: ln, l: ln.l, client: loop.Socket{FD: fd, Write: loop.Ready}, app: loop.Socket{FD: -1},
 		peer: peer, ipv6: ipv6, start: ln.l.Now(), starting: true}
 	c.timer.SetExpirer(c)
+	c.again.SetExpirer((*forwardAgain)(c))
 	if err := ln.l.Add(fd, c); err != nil {
 		s.open.Add(-1)
 		loop.Reset(fd)
@@ -91,6 +93,12 @@ func (c *conn) Expire() {
 	c.timedOut = true
 	c.advance()
 }
+
+// forwardAgain is a connection seen by its again timer: its flows yielded
+// on the last turn, and pump on now.
+type forwardAgain conn
+
+func (c *forwardAgain) Expire() { (*conn)(c).advance() }
 
 // advance runs the steps from the one the connection is at, until one
 // waits or the connection leaves the loop. Each step's deadline is its
@@ -135,6 +143,7 @@ func (c *conn) finish(end string, reset bool) {
 	}
 	c.done = true
 	c.l.Disarm(&c.timer)
+	c.l.Disarm(&c.again)
 	c.up.Release(c.l)
 	c.down.Release(c.l)
 	for _, fd := range [...]int{c.client.FD, c.app.FD} {

@@ -219,6 +219,11 @@ func (c *conn) forward() verdict {
 		c.finish(endAppReset, true)
 	case up == loop.Finished && down == loop.Finished:
 		c.finish(endEOF, false)
+	case up == loop.Yielded || down == loop.Yielded:
+		// Another turn, after the other connections: no edge will come
+		// for what is ready already.
+		c.l.Arm(&c.again, c.l.Now())
+		return wait
 	default:
 		return wait
 	}
