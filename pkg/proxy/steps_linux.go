@@ -97,23 +97,32 @@ func (c *conn) sniffEarly() verdict {
 	case c.pol.Protocol == ProtoHTTP:
 		return c.handOff()
 	}
+	if v, heard := c.hear(); heard {
+		return v
+	}
+	if c.within(earlyWait) {
+		return wait
+	}
+	return next // silence: the app may speak first
+}
+
+// hear reads what the client has sent so far and says whether that
+// decides the connection: HTTP is handed off; another protocol, or the
+// client's EOF, is forwarded as bytes from the next step on.
+func (c *conn) hear() (verdict, bool) {
 	if err := c.up.Fill(c.l, &c.client, sniff.MaxPeek); err != nil {
 		c.finish(endClientReset, true)
-		return gone
+		return gone, true
 	}
 	p, decided := sniff.Decide(c.up.Pending())
 	switch {
 	case decided && p != sniff.TCP:
-		return c.handOff()
-	case decided:
-		c.opaque = true // client-first, and not HTTP
-		return next
-	case c.up.EOF:
-		return next // the app may still speak; the forward passes the EOF on
-	case c.within(earlyWait):
-		return wait
+		return c.handOff(), true
+	case decided, c.up.EOF:
+		c.opaque = true // client-first and not HTTP, or gone: the forward passes the EOF on
+		return next, true
 	}
-	return next // silence: the app may speak first
+	return wait, false
 }
 
 func (c *conn) dial() verdict {
@@ -173,17 +182,10 @@ func (c *conn) sniff() verdict {
 	if !c.down.Idle() || c.down.EOF {
 		return next // the app spoke (or left) first: not a client-first protocol
 	}
-	if err := c.up.Fill(c.l, &c.client, sniff.MaxPeek); err != nil {
-		c.finish(endClientReset, true)
-		return gone
+	if v, heard := c.hear(); heard {
+		return v
 	}
-	p, decided := sniff.Decide(c.up.Pending())
-	switch {
-	case decided && p != sniff.TCP:
-		return c.handOff()
-	case decided, c.up.EOF:
-		return next
-	case c.within(c.pol.SniffTimeout):
+	if c.within(c.pol.SniffTimeout) {
 		return wait
 	}
 	return next // neither spoke within the sniff timeout: forwarded as TCP
