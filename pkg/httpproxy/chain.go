@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/fault"
 	"github.com/veneermesh/veneer/pkg/forwarded"
 	"github.com/veneermesh/veneer/pkg/headers"
+	"github.com/veneermesh/veneer/pkg/pool"
 	"github.com/veneermesh/veneer/pkg/ratelimit"
 	"github.com/veneermesh/veneer/pkg/requestid"
 	"github.com/veneermesh/veneer/pkg/retry"
@@ -46,7 +48,7 @@ type decoration func(http.Handler) http.Handler
 //  8. headers, then forwarded: the app sees the headers as the operator set
 //     them, plus the client's address;
 //  9. the forwarder, with the request timeout and retries.
-func (s *Server) chain(h config.HTTP) (http.Handler, func(http.Handler) http.Handler, error) {
+func (s *Server) chain(h config.HTTP, own owners) (http.Handler, func(http.Handler) http.Handler, error) {
 	var ds []decoration
 	if config.On(h.AccessLog) {
 		ds = append(ds, accesslog.New(s.access).Wrap)
@@ -62,13 +64,13 @@ func (s *Server) chain(h config.HTTP) (http.Handler, func(http.Handler) http.Han
 		ds = append(ds, authz.New(*h.Authz).Wrap)
 	}
 	if h.RateLimit != nil {
-		ds = append(ds, ratelimit.New(*h.RateLimit).Wrap)
+		ds = append(ds, ratelimit.PerPort(shared(s.limiters, own.rateLimit, *h.RateLimit)))
 	}
 	if h.Fault != nil {
 		ds = append(ds, fault.New(*h.Fault).Wrap)
 	}
 	if h.Circuit != nil {
-		ds = append(ds, circuit.New(h.Circuit.MaxRequests).Wrap)
+		ds = append(ds, circuit.PerPort(shared(s.breakers, own.circuit, *h.Circuit)))
 	}
 	if h.ErrorPages != nil {
 		p, err := errorpage.New(*h.ErrorPages)
@@ -254,18 +256,71 @@ func (t *table) route(port uint16, path string) route {
 	return t.def.match(path)
 }
 
+// owners name who a chain's shared state belongs to (pool.Pool keys): the
+// port's, or a route's that sets its own. A section that serves many ports
+// (the default, outbound) is named with "port *": each port the requests
+// come to has its own, named with the port in the star's place.
+type owners struct{ rateLimit, circuit string }
+
+const eachPort = " port *"
+
+// shared gives a decoration the value of owner in p: the one value of a
+// fixed port's section or route, or for a section of many ports each
+// port's own, found once per port and then read without a lock.
+func shared[C any, V any](p *pool.Pool[C, V], owner string, cfg C) func(port uint16) V {
+	section, route, perPort := strings.Cut(owner, eachPort)
+	if !perPort {
+		v := p.Get(owner, cfg)
+		return func(uint16) V { return v }
+	}
+	var ports sync.Map // uint16 -> V
+	return func(port uint16) V {
+		if v, ok := ports.Load(port); ok {
+			return v.(V)
+		}
+		v, _ := ports.LoadOrStore(port, p.Get(section+" port "+strconv.Itoa(int(port))+route, cfg))
+		return v.(V)
+	}
+}
+
+// starred is the owner a port's own key in a section of many ports comes
+// from ("default port 8080 route /a" from "default port * route /a"), or
+// key itself.
+func starred(key string) string {
+	for _, section := range []string{"default port ", "outbound port "} {
+		if rest, ok := strings.CutPrefix(key, section); ok {
+			n := strings.IndexByte(rest, ' ')
+			if n < 0 {
+				n = len(rest)
+			}
+			return section + "*" + rest[n:]
+		}
+	}
+	return key
+}
+
 func (s *Server) build(cfg *config.Config) (*table, error) {
-	routes := func(pc config.Port) (portRoutes, error) {
+	live := map[string]bool{} // the owners of this config, for the pools
+	routes := func(section string, pc config.Port) (portRoutes, error) {
+		live[section] = true
 		var out portRoutes
 		for _, r := range pc.Routes {
-			h, obs, err := s.chain(pc.HTTP.Merged(r.HTTP))
+			own := owners{rateLimit: section, circuit: section}
+			if r.HTTP.RateLimit != nil {
+				own.rateLimit = section + " route " + r.Prefix
+			}
+			if r.HTTP.Circuit != nil {
+				own.circuit = section + " route " + r.Prefix
+			}
+			live[own.rateLimit], live[own.circuit] = true, true
+			h, obs, err := s.chain(pc.HTTP.Merged(r.HTTP), own)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, route{prefix: r.Prefix, handler: h, observe: obs})
 		}
 		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
-		h, obs, err := s.chain(pc.HTTP)
+		h, obs, err := s.chain(pc.HTTP, owners{rateLimit: section, circuit: section})
 		if err != nil {
 			return nil, err
 		}
@@ -275,16 +330,23 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	var err error
 	if s.direction == "outbound" {
 		// One section for every destination the app calls.
-		t.def, err = routes(cfg.Outbound)
-		return t, err
-	}
-	if t.def, err = routes(cfg.Default); err != nil {
-		return nil, err
-	}
-	for _, p := range cfg.PortNumbers() {
-		if t.ports[p], err = routes(cfg.Port(p)); err != nil {
+		if t.def, err = routes("outbound"+eachPort, cfg.Outbound); err != nil {
 			return nil, err
 		}
+	} else {
+		if t.def, err = routes("default"+eachPort, cfg.Default); err != nil {
+			return nil, err
+		}
+		for _, p := range cfg.PortNumbers() {
+			if t.ports[p], err = routes("port "+strconv.Itoa(int(p)), cfg.Port(p)); err != nil {
+				return nil, err
+			}
+		}
 	}
+	// What this config no longer has lets go of its buckets and counts; a
+	// section of many ports keeps every port's.
+	keep := func(key string) bool { return live[starred(key)] }
+	s.limiters.Retain(keep)
+	s.breakers.Retain(keep)
 	return t, nil
 }

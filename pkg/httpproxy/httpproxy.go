@@ -28,10 +28,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/circuit"
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/metrics"
+	"github.com/veneermesh/veneer/pkg/pool"
 	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/ratelimit"
 	"github.com/veneermesh/veneer/pkg/rawhead"
 	"github.com/veneermesh/veneer/pkg/stats"
 	"github.com/veneermesh/veneer/pkg/upstream"
@@ -62,6 +65,11 @@ type Server struct {
 	std   *http.Transport     // net/http's, for what h1 passes on (upgrades, large bodies)
 	h2c   *http.Transport     // HTTP/2 without TLS, for h2c clients (gRPC)
 	table atomic.Pointer[table]
+
+	// The rate limits' buckets and the breakers' counts, by owner (a port,
+	// or a route with its own): they outlive the chains of one config.
+	limiters *pool.Pool[config.RateLimit, *ratelimit.Limiter]
+	breakers *pool.Pool[config.Circuit, *circuit.Breaker]
 }
 
 // Options are what a Server shares with the rest of the agent.
@@ -107,7 +115,10 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		}
 	}
 	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
-		headerTimeout: o.HeaderTimeout, errorLog: stdlog.New(debugWriter{log}, "", 0)}
+		headerTimeout: o.HeaderTimeout, errorLog: stdlog.New(debugWriter{log}, "", 0),
+		limiters: pool.New(ratelimit.New, nil),
+		breakers: pool.New(func(c config.Circuit) *circuit.Breaker { return circuit.New(c.MaxRequests) },
+			func(b *circuit.Breaker, c config.Circuit) bool { b.SetMax(c.MaxRequests); return true })}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
@@ -155,7 +166,14 @@ func (s *Server) Apply(cfg *config.Config) error {
 	if to := cfg.Default.HTTP.Timeouts; to != nil {
 		idle = to.Idle.D()
 	}
-	s.srv.IdleTimeout = idle
+	if s.table.Load() == nil {
+		// net/http's server reads its fields while it serves, so only the
+		// first config (applied before Serve, as New says) sets its idle
+		// timeout: a reload's reaches the loop's connections (s.idle), and
+		// those net/http serves (h2c, upgrades) keep the first. Writing it
+		// on every reload was a data race with Serve.
+		s.srv.IdleTimeout = idle
+	}
 	s.idle.Store(int64(idle))
 	s.table.Store(t)
 	return nil

@@ -7,6 +7,11 @@
 //	  burst: 200
 //	  perClient: {requestsPerSecond: 10, burst: 20}
 //
+// A port has one limiter, shared by its routes unless a route sets its own
+// (then that route has one of its own), and it outlives reloads that leave
+// it unchanged (pool.Pool), so a reload neither refills the buckets nor
+// lets a route's traffic escape the port's limit.
+//
 // Each bucket is one atomic word (GCRA: the theoretical arrival time of the
 // next request), so the total limit takes no lock.
 package ratelimit
@@ -140,13 +145,22 @@ func (l *Limiter) client(a netip.Addr, now int64) *bucket {
 }
 
 func (l *Limiter) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, wait := l.Allow(exchange.From(r.Context()).Client.Addr())
-		if !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return PerPort(func(uint16) *Limiter { return l })(next)
+}
+
+// PerPort wraps handlers with the limiter get gives for each request's
+// port: for a section (the default, outbound) that serves many ports.
+func PerPort(get func(port uint16) *Limiter) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ex := exchange.From(r.Context())
+			ok, wait := get(ex.Port).Allow(ex.Client.Addr())
+			if !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
