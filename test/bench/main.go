@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures what veneer costs per request against a direct
 // connection and against the proxies users would use instead, all behind
 // the same REDIRECT rule in one local pod, with the cases interleaved round
