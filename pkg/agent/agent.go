@@ -1,27 +1,29 @@
-// Package agent is veneer-agent: it wires the proxy listener, the admin
-// endpoint and the drain on shutdown together.
+// Package agent is veneer-agent: it wires the proxy listeners, the admin
+// endpoints, the config reload and the drain on shutdown together.
 //
 //	opts, err := agent.ParseFlags(os.Args[1:], os.Stderr)
 //	err = agent.Run(ctx, opts, sighup, logger) // returns after ctx is done and the drain ends
+//
+// Run reads as the list of its steps, each in a file of its own: the event
+// loops and each direction's listeners, proxy and HTTP server (side.go),
+// the config they run with (config.go), the admin endpoints and the log
+// level they set (admin.go), the watch for processes that capture misses
+// (loophole.go), serving (serve.go) with reloads (reload.go), and the drain
+// (drain.go).
 package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,18 +31,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/accesslog"
-	"github.com/veneermesh/veneer/pkg/admin"
-	"github.com/veneermesh/veneer/pkg/authz"
-	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/envflag"
-	"github.com/veneermesh/veneer/pkg/httpproxy"
-	"github.com/veneermesh/veneer/pkg/listen"
-	"github.com/veneermesh/veneer/pkg/loop"
-	"github.com/veneermesh/veneer/pkg/loophole"
-	"github.com/veneermesh/veneer/pkg/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
-	"github.com/veneermesh/veneer/pkg/tproxy"
-	"github.com/veneermesh/veneer/pkg/watch"
 )
 
 // Options is veneer-agent's configuration.
@@ -151,31 +143,16 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Logger) error {
 	ctx, drainNow := context.WithCancel(ctx) // SIGTERM, or POST /drain on --admin-local
 	defer drainNow()
-	var level atomic.Int32
-	level.Store(int32(o.LogLevel))
-	log = log.Hook(levelFilter{&level})
+	level := newLogLevel(o.LogLevel)
+	log = log.Hook(level)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cfg := config.Default()
-	if o.Config != "" {
-		c, err := config.Load(o.Config)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			// An optional ConfigMap not created (yet): the defaults, until
-			// the file appears.
-			log.Warn().Str("config", o.Config).Msg("no config file; running with the defaults until it appears")
-		case err != nil:
-			return fmt.Errorf("--config: %w", err)
-		default:
-			cfg = c
-		}
-	}
-	tcpMetrics, err := proxy.NewMetrics(reg)
+	cfg, err := loadConfig(o.Config, log)
 	if err != nil {
 		return err
 	}
-	httpMetrics, err := metrics.New(reg)
+	tcpMetrics, httpMetrics, err := newMetrics(reg)
 	if err != nil {
 		return err
 	}
@@ -183,327 +160,40 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	// is written when Run returns.
 	accessOut := accesslog.NewBuffered(o.AccessLog, time.Second)
 	defer accessOut.Close()
-	access := zerolog.New(accessOut)
-
-	// One event loop per worker, shared by both directions; each has a
-	// listener of its own on every port (SO_REUSEPORT).
-	loops := make([]*loop.Loop, runtime.GOMAXPROCS(0))
-	for i := range loops {
-		if loops[i], err = loop.New(); err != nil {
-			for _, l := range loops[:i] {
-				l.Stop()
-			}
-			return err
-		}
+	loops, loopStopped, err := startLoops(runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
 	}
-	loopErr := make(chan error, len(loops))
-	for _, l := range loops {
-		go func() { loopErr <- l.Run() }()
+	defer stopLoops(loops)
+	sides, err := openSides(ctx, o, sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics,
+		access: zerolog.New(accessOut), reg: reg, log: log})
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for _, l := range loops {
-			l.Stop()
-		}
-	}()
-
-	// One listener per direction and loop: inbound from iptables' redirect
-	// (or TPROXY), outbound from the app's own connections.
-	var sides []*side
-	for _, dir := range []string{"inbound", "outbound"} {
-		addr := o.Listen
-		if dir == "outbound" {
-			if addr = o.OutboundListen; addr == "" {
-				continue
-			}
-		}
-		sd, err := newSide(ctx, dir, addr, o, loops, tcpMetrics, httpMetrics, access, reg, log)
-		if err != nil {
-			for _, prev := range sides {
-				prev.close()
-			}
-			return err
-		}
-		sides = append(sides, sd)
-	}
-
-	var active atomic.Pointer[config.Config]
-	apply := func(c *config.Config) error {
-		for _, sd := range sides {
-			if err := sd.http.Apply(c); err != nil {
-				return err
-			}
-		}
-		for _, sd := range sides {
-			sd.proxy.SetPolicies(policies(c, sd.dir))
-		}
-		active.Store(c)
-		return nil
-	}
-	if err := apply(cfg); err != nil {
+	running := &runningConfig{sides: sides}
+	if err := running.apply(cfg); err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	aln, err := listen.Listen(ctx, o.Admin, nil)
+	adm, err := startAdmin(ctx, o, newAdmin(reg, sides[0].http.Stats(), running), localAdmin(drainNow, level, log))
 	if err != nil {
-		for _, sd := range sides {
-			sd.close()
-		}
-		return fmt.Errorf("--admin: %w", err)
+		closeSides(sides)
+		return err
 	}
-	a := admin.New(reg)
-	a.Handle("GET /stats", sides[0].http.Stats())
-	a.Handle("GET /config", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(active.Load())
-	}))
-	adminSrv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
-	var localSrv *http.Server
-	if o.AdminLocal != "" {
-		lln, err := listen.Listen(ctx, o.AdminLocal, nil)
-		if err != nil {
-			aln.Close()
-			for _, sd := range sides {
-				sd.close()
-			}
-			return fmt.Errorf("--admin-local: %w", err)
-		}
-		localSrv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: admin.Local(
-			func() { log.Info().Msg("drain asked for on --admin-local"); drainNow() },
-			func(s string) error {
-				l, err := zerolog.ParseLevel(s)
-				if err != nil || s == "" {
-					return fmt.Errorf("level: %q is not a level (debug, info, warn or error)", s)
-				}
-				level.Store(int32(l))
-				return nil
-			})}
-		go localSrv.Serve(lln)
-		defer localSrv.Close()
-	}
-	uidProcs := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "veneer_proxy_uid_processes",
-		Help: "Other processes of the pod running as the agent's UID: they bypass outbound capture (0 where the agent cannot see the pod's processes).",
-	})
-	reg.MustRegister(uidProcs)
-	go watchLoopholes(ctx, uidProcs, log)
+	defer adm.closeLocal()
+	go watchLoopholes(ctx, newUIDProcesses(reg), log)
 
-	errc := make(chan error, 2*len(sides)+1)
-	for _, sd := range sides {
-		go func() { errc <- sd.proxy.Serve(sd.lns...) }()
-		go func() { errc <- sd.http.Serve() }()
-	}
-	go func() { errc <- adminSrv.Serve(aln) }()
-	a.SetReady(true)
-	ev := log.Info().Str("mode", o.Mode).Str("listen", sides[0].lns[0].Addr().String()).Str("admin", aln.Addr().String()).Str("config", o.Config).
-		Int("workers", runtime.GOMAXPROCS(0))
-	if len(sides) > 1 {
-		ev = ev.Str("outbound_listen", sides[1].lns[0].Addr().String())
-	}
-	ev.Msg("veneer-agent ready")
+	stopped := serve(sides, adm)
+	logReady(o, sides, adm.ln.Addr(), log)
+	changed, stopWatch := watchConfig(ctx, o.Config)
+	defer stopWatch()
+	runErr := serveUntilDone(ctx, stopped, loopStopped, reload, changed, func() { reloadConfig(o.Config, running.apply, log) })
 
-	changed := make(chan struct{}, 1)
-	if o.Config != "" {
-		wctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go watch.File(wctx, o.Config, time.Second, func() { changed <- struct{}{} })
-	}
-
-	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case runErr = <-errc:
-			break loop
-		case runErr = <-loopErr:
-			break loop
-		case <-reload:
-			reloadConfig(o.Config, apply, log)
-		case <-changed:
-			reloadConfig(o.Config, apply, log)
-		}
-	}
-	a.SetReady(false)
-	log.Info().Dur("drain_timeout", o.DrainTimeout).Msg("draining")
-	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
-	defer cancel()
-	// A terminating pod still gets new connections until every node has
-	// noticed it left the Service's endpoints: keep accepting them (with
-	// "Connection: close", so clients move on) until none came for DrainQuiet
-	// (or half the drain timeout passed), then stop accepting and let the
-	// open ones finish.
-	for _, sd := range sides {
-		sd.http.StartDrain()
-	}
-	// The first half of the drain timeout at most: the rest is for the
-	// requests still in flight once accepting stops.
-	acceptUntil := time.Now().Add(o.DrainTimeout / 2)
-	if runErr == nil {
-		for quiet := false; !quiet && time.Now().Before(acceptUntil); {
-			quiet = true
-			for _, sd := range sides {
-				quiet = quiet && sd.proxy.QuietFor(o.DrainQuiet)
-			}
-			if !quiet {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}
-	// Stop accepting, and let what was accepted reach the HTTP server
-	// before it stops taking connections.
-	for _, sd := range sides {
-		sd.proxy.StopAccepting()
-	}
-	var drained sync.WaitGroup
-	var timedOut atomic.Bool
-	for _, sd := range sides {
-		for _, shut := range []func(context.Context) error{sd.proxy.Shutdown, sd.http.Shutdown} {
-			drained.Add(1)
-			go func() {
-				defer drained.Done()
-				if shut(dctx) != nil {
-					timedOut.Store(true)
-				}
-			}()
-		}
-	}
-	drained.Wait()
-	if timedOut.Load() {
-		log.Warn().Msg("drain timed out; closed the connections still open")
-	}
-	adminSrv.Close()
+	drain(adm.api, sides, o, runErr == nil, log)
+	adm.srv.Close() // only now: /ready answers 503 all through the drain
 	if runErr != nil && !errors.Is(runErr, proxy.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
 		return runErr
 	}
 	log.Info().Msg("stopped")
 	return nil
-}
-
-// levelFilter drops events below the level set at run time.
-type levelFilter struct{ level *atomic.Int32 }
-
-func (f levelFilter) Run(e *zerolog.Event, l zerolog.Level, _ string) {
-	if l < zerolog.Level(f.level.Load()) {
-		e.Discard()
-	}
-}
-
-// watchLoopholes warns, at start and every 30s, about other processes of the
-// pod running as the agent's UID: outbound capture cannot see them.
-func watchLoopholes(ctx context.Context, g prometheus.Gauge, log zerolog.Logger) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		procs := loophole.Scan("/proc")
-		g.Set(float64(len(procs)))
-		for _, p := range procs {
-			log.Warn().Int("pid", p.PID).Str("process", p.Name).
-				Msg("another process of the pod runs as the agent's UID: its outgoing connections bypass capture")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// side is one direction's listeners (one per loop), proxy and HTTP server.
-type side struct {
-	dir   string
-	lns   []*net.TCPListener
-	proxy *proxy.Server
-	http  *httpproxy.Server
-}
-
-func (sd *side) close() {
-	for _, l := range sd.lns {
-		l.Close()
-	}
-}
-
-func newSide(ctx context.Context, dir, addr string, o Options, loops []*loop.Loop, tm *proxy.Metrics, hm *metrics.Metrics,
-	access zerolog.Logger, reg prometheus.Registerer, log zerolog.Logger) (*side, error) {
-	flag := "--listen"
-	if dir == "outbound" {
-		flag = "--outbound-listen"
-	}
-	hs, err := httpproxy.New(log, httpproxy.Options{Direction: dir, Access: access, Metrics: hm,
-		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle, UpstreamIdle: o.UpstreamIdle}, reg)
-	if err != nil {
-		return nil, err
-	}
-	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: tm, MaxConnections: o.MaxConnections, Loops: loops}
-	var extra func(string, syscall.RawConn) error
-	if dir == "inbound" && o.Mode == "tproxy" {
-		extra, pc.OriginalDst, pc.Mark = tproxy.Transparent, tproxy.LocalDst, o.Mark
-	}
-	sd := &side{dir: dir, http: hs}
-	for range loops {
-		ln, err := listen.Listen(ctx, addr, extra)
-		if err != nil {
-			sd.close()
-			return nil, fmt.Errorf("%s: %w", flag, err)
-		}
-		sd.lns = append(sd.lns, ln.(*net.TCPListener))
-		// The other loops' listeners share the first one's port, also
-		// when addr let the kernel choose it.
-		addr = ln.Addr().String()
-	}
-	if dir == "outbound" {
-		// Probes come in through the inbound chain only.
-		pc.IsProbe = func(netip.AddrPort) bool { return false }
-	}
-	if sd.proxy, err = proxy.New(pc, log, reg); err != nil {
-		sd.close()
-		return nil, err
-	}
-	return sd, nil
-}
-
-// reloadConfig loads the file again and applies it, or keeps the running
-// config and says why.
-func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Logger) {
-	if path == "" {
-		log.Info().Msg("reload asked for, but there is no --config file")
-		return
-	}
-	c, err := config.Load(path)
-	if err == nil {
-		err = apply(c)
-	}
-	if err != nil {
-		log.Error().Err(err).Msg("config reload refused; the running config stays")
-		return
-	}
-	log.Info().Str("config", path).Msg("config reloaded")
-}
-
-// policies are the proxy's per-port decisions from cfg, for one direction:
-// outbound has one section for every destination.
-func policies(cfg *config.Config, dir string) *proxy.Policies {
-	policy := func(pc config.Port) *proxy.Policy {
-		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D()}
-		if pc.TCP.Authz != nil {
-			pol.Authz = authz.New(*pc.TCP.Authz)
-		}
-		switch pc.ProxyProtocol {
-		case "v1":
-			pol.ProxyProtocol = 1
-		case "v2":
-			pol.ProxyProtocol = 2
-		}
-		return pol
-	}
-	if dir == "outbound" {
-		return &proxy.Policies{Default: policy(cfg.Outbound)}
-	}
-	ps := &proxy.Policies{Ports: map[uint16]*proxy.Policy{}, Default: policy(cfg.Default)}
-	for _, port := range cfg.PortNumbers() {
-		ps.Ports[port] = policy(cfg.Port(port))
-	}
-	return ps
 }

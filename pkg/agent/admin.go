@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/admin"
+	"github.com/veneermesh/veneer/pkg/listen"
+)
+
+// adminHeaderTimeout bounds how long an admin client may take to send a
+// request's head.
+const adminHeaderTimeout = 5 * time.Second
+
+// adminServers are the admin endpoint (--admin) and, with --admin-local,
+// the loopback one whose endpoints change the agent's state.
+type adminServers struct {
+	api   *admin.Admin
+	ln    net.Listener
+	srv   *http.Server
+	local *http.Server // nil without --admin-local
+}
+
+// newAdmin is --admin's handler: admin's endpoints over reg, with the HTTP
+// profiler's GET /stats and the running config's GET /config.
+func newAdmin(reg prometheus.Gatherer, stats, config http.Handler) *admin.Admin {
+	a := admin.New(reg)
+	a.Handle("GET /stats", stats)
+	a.Handle("GET /config", config)
+	return a
+}
+
+// localAdmin is --admin-local's handler: POST /drain calls drainNow, PUT
+// /log-level sets level.
+func localAdmin(drainNow func(), level *logLevel, log zerolog.Logger) http.Handler {
+	return admin.Local(func() { log.Info().Msg("drain asked for on --admin-local"); drainNow() }, level.set)
+}
+
+// startAdmin opens --admin's listener, for serve to serve on, and opens
+// --admin-local's, if any, and serves it at once.
+func startAdmin(ctx context.Context, o Options, api *admin.Admin, local http.Handler) (*adminServers, error) {
+	ln, err := listen.Listen(ctx, o.Admin, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--admin: %w", err)
+	}
+	a := &adminServers{api: api, ln: ln, srv: &http.Server{Handler: api, ReadHeaderTimeout: adminHeaderTimeout}}
+	if o.AdminLocal == "" {
+		return a, nil
+	}
+	lln, err := listen.Listen(ctx, o.AdminLocal, nil)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--admin-local: %w", err)
+	}
+	a.local = &http.Server{ReadHeaderTimeout: adminHeaderTimeout, Handler: local}
+	go a.local.Serve(lln)
+	return a, nil
+}
+
+func (a *adminServers) closeLocal() {
+	if a.local != nil {
+		a.local.Close()
+	}
+}
+
+// logLevel is the level below which log events are dropped, as a
+// zerolog.Hook; PUT /log-level on --admin-local changes it while the agent
+// runs.
+type logLevel struct{ v atomic.Int32 }
+
+func newLogLevel(l zerolog.Level) *logLevel {
+	ll := &logLevel{}
+	ll.v.Store(int32(l))
+	return ll
+}
+
+func (ll *logLevel) Run(e *zerolog.Event, l zerolog.Level, _ string) {
+	if l < zerolog.Level(ll.v.Load()) {
+		e.Discard()
+	}
+}
+
+func (ll *logLevel) set(s string) error {
+	l, err := zerolog.ParseLevel(s)
+	if err != nil || s == "" {
+		return fmt.Errorf("level: %q is not a level (debug, info, warn or error)", s)
+	}
+	ll.v.Store(int32(l))
+	return nil
+}
