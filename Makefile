@@ -41,6 +41,7 @@ deps:
 # as another user they skip and say why.
 test: deps
 	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./... # Linux-only code stays in _linux.go files, stubbed elsewhere
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -64,7 +65,7 @@ bench: deps build
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
 	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s | tee bench.md
 
-FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop
+FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can
 # report "context deadline exceeded" as a failure when the time runs out
 # while a worker is mid-input (golang/go#75804, fixed in Go 1.27; seen once

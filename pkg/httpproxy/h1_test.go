@@ -83,10 +83,12 @@ func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
 // loopback TCP they filled the port range until connect() stalled for
 // seconds (taken for hangs).
 func (l *loopServer) unixConn(t testing.TB) (net.Conn, *bufio.Reader) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	syscall.CloseOnExec(fds[0])
+	syscall.CloseOnExec(fds[1])
 	var ends [2]net.Conn
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "socketpair")
