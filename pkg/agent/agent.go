@@ -30,7 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/accesslog"
+	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )

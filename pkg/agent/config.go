@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/authz"
+	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/listen"
 	"github.com/veneermesh/veneer/pkg/loop"
-	"github.com/veneermesh/veneer/pkg/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/tproxy"
 )

@@ -28,15 +28,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/circuit"
+	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/pool"
 	"github.com/veneermesh/veneer/pkg/proxy"
-	"github.com/veneermesh/veneer/pkg/ratelimit"
+	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/rawhead"
-	"github.com/veneermesh/veneer/pkg/stats"
+	"github.com/veneermesh/veneer/pkg/decor/stats"
 	"github.com/veneermesh/veneer/pkg/upstream"
 )
 

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/authz"
+	"github.com/veneermesh/veneer/pkg/decor/authz"
 )
 
 // Protocols a port can be set to.
