@@ -1,10 +1,14 @@
-// Package exchange is the record of one HTTP request and its response as it
-// passes the agent: what the decorations decided (response flags), how long
-// the app took, how many bytes went each way. The outermost decoration makes
-// it; the others add to it; the access log and the metrics read it.
+// Package exchange is one HTTP request and its response as the decorations
+// see them (pkg/decor): the request's method, path and header, the
+// response's status and header, and the record of what happened on the way:
+// what the decorations decided (response flags, a Verdict), how long the
+// app took, how many bytes went each way. The serving path fills it in; the
+// decorations read and change it through their hooks; the access log and
+// the metrics read it when it is done. No net/http type is in the view, so
+// the same decorations serve the event loop's HTTP path and net/http's.
 //
 //	ex := exchange.From(r.Context())
-//	exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
+//	if !allowed(ex.Method, ex.Path) { return exchange.Verdict{Status: 403, Flag: exchange.Denied, Why: "denied"} }
 package exchange
 
 import (
@@ -62,6 +66,31 @@ func (f Flag) String() string {
 	return b.String()
 }
 
+// Header is a message's header as the decorations see and change it, by
+// case-insensitive name. net/http's http.Header is one.
+type Header interface {
+	Get(name string) string
+	Values(name string) []string
+	Set(name, value string)
+	Add(name, value string)
+	Del(name string)
+}
+
+// Verdict is what a decoration's Request hook decides: the zero Verdict lets
+// the request go on.
+type Verdict struct {
+	// Delay holds the request this long first (a fault's delay), then the
+	// rest of the verdict applies.
+	Delay time.Duration
+	// Status, when not 0, answers in the app's place (Reply) with Flag and
+	// a body that says Why; the app never sees the request.
+	Status int
+	Flag   Flag
+	Why    string
+	// RetryAfter, in seconds, is sent as Retry-After (with a 429).
+	RetryAfter int
+}
+
 // Exchange is one request's record. Fields set once before the request is
 // passed on are plain; those written while the response streams are atomic.
 type Exchange struct {
@@ -72,11 +101,32 @@ type Exchange struct {
 	Upstream  netip.AddrPort // the app
 	Route     string         // the matched path prefix, "" for the port's defaults
 
+	// The request as the client sent it, set before the first decoration
+	// runs: the method, the path (decoded) and the target (as sent, path
+	// and query), the authority, the protocol ("HTTP/1.1"), and two fields
+	// the access log reports as the client sent them.
+	Method, Path, Target, Host, Proto string
+	UserAgent, ForwardedFor           string
+	// Request is the request's header: decorations change it on the way
+	// to the app.
+	Request Header
+	// RequestID is the X-Request-Id the agent gave the request or kept,
+	// echoed in the response ("" when request ids are off).
+	RequestID string
+
+	// The response: Status and Response (its header) are set just before
+	// the head goes to the client, when the Response hooks run; Sent counts
+	// the body bytes written.
+	Status   int
+	Response Header
+	Sent     int64
+	replace  *replacement
+
 	// ConnectTimeout bounds connecting to the app for this exchange, as its
 	// chain says; 0: the agent's default. Set before the request is sent.
 	ConnectTimeout time.Duration
 
-	// W is the response as written so far; set by Begin.
+	// W is the response as written so far, on net/http's path; set by Begin.
 	W *Writer
 	w Writer // W's memory: one allocation for both
 
@@ -85,6 +135,27 @@ type Exchange struct {
 	received     atomic.Int64 // request body bytes read from the client
 	bodyErr      atomic.Pointer[error]
 	failure      atomic.Pointer[string] // why the app could not answer
+}
+
+// replacement is a body a Response hook put in the app's place.
+type replacement struct {
+	contentType string
+	body        []byte
+}
+
+// Replace makes the response's body this one instead of the app's (an
+// error page): the serving path sends it with its own length and type and
+// drops the app's body. Called from a Response hook.
+func (e *Exchange) Replace(contentType string, body []byte) {
+	e.replace = &replacement{contentType: contentType, body: body}
+}
+
+// Replacement is the body Replace put in the app's place, if any.
+func (e *Exchange) Replacement() (contentType string, body []byte, ok bool) {
+	if e.replace == nil {
+		return "", nil, false
+	}
+	return e.replace.contentType, e.replace.body, true
 }
 
 // SetFailure records why the app could not answer (a dial or read error).
@@ -103,9 +174,12 @@ func (e *Exchange) Failure() string {
 // bodyIdle, when not zero, bounds the wait for each read of the request
 // body, so that a client dribbling its body holds nothing for long.
 func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Duration) (*Writer, *http.Request) {
-	e.w = Writer{ResponseWriter: w}
+	e.w = Writer{ResponseWriter: w, ex: e}
 	e.W = &e.w
 	r = r.WithContext(With(r.Context(), e))
+	e.Method, e.Path, e.Target, e.Host, e.Proto = r.Method, r.URL.Path, r.URL.RequestURI(), r.Host, r.Proto
+	e.UserAgent, e.ForwardedFor = r.Header.Get("User-Agent"), r.Header.Get("X-Forwarded-For")
+	e.Request = r.Header
 	if r.Body != nil && r.Body != http.NoBody {
 		b := &countingBody{ReadCloser: r.Body, e: e, idle: bodyIdle}
 		if bodyIdle > 0 {
@@ -186,8 +260,9 @@ func From(ctx context.Context) *Exchange {
 }
 
 // Reply writes a response the agent makes itself: status, flag recorded,
-// and a short plain-text body that says why. Every decoration that answers
-// in the app's place calls it, so those answers all look alike.
+// and a short plain-text body that says why. Every answer in the app's
+// place goes through it (a decoration's Verdict, the forwarder's errors),
+// so those answers all look alike.
 func Reply(w http.ResponseWriter, r *http.Request, status int, f Flag, why string) {
 	From(r.Context()).AddFlag(f)
 	h := w.Header()

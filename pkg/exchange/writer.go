@@ -2,30 +2,38 @@ package exchange
 
 import (
 	"net/http"
+	"strconv"
 )
 
-// Writer wraps a ResponseWriter to record the status and the bytes written,
-// and to run hooks just before the header is sent (for decorations that
-// change response headers). It unwraps for http.ResponseController, so
-// flushing and hijacking (WebSocket upgrades) reach the real writer.
+// Responder runs the Response hooks of the decorations a request went
+// through (pkg/decor's Chain): the first wentOn of them, inner first.
+type Responder interface {
+	Response(e *Exchange, wentOn int)
+}
+
+// Writer wraps a ResponseWriter to record the status and the bytes written
+// in the exchange, and to run the decorations' Response hooks just before
+// the head is sent. It unwraps for http.ResponseController, so flushing
+// and hijacking (WebSocket upgrades) reach the real writer.
 type Writer struct {
 	http.ResponseWriter
-	Status  int
-	Written int64
-	before  []func(status int, h http.Header)
-	sent    bool
+	ex     *Exchange
+	sent   bool
+	drop   bool // a replacement body went out: the app's is dropped
+	hooks  Responder
+	wentOn int
 
 	// Spelling, when set, re-keys the header to the names as the app spelled
-	// them, just before it is written and after the BeforeHeader hooks (a
-	// field, not a hook: set for every request, it would cost a closure).
+	// them, just before it is written and after the Response hooks.
 	Spelling interface{ Restore(http.Header) }
 }
 
-// NewWriter wraps w.
-func NewWriter(w http.ResponseWriter) *Writer { return &Writer{ResponseWriter: w} }
+// Hooks makes the Response hooks of the first wentOn decorations of r run
+// before the head is written.
+func (w *Writer) Hooks(r Responder, wentOn int) { w.hooks, w.wentOn = r, wentOn }
 
-// BeforeHeader registers fn to run once, just before the header is written.
-func (w *Writer) BeforeHeader(fn func(status int, h http.Header)) { w.before = append(w.before, fn) }
+// Status is the status written, or 0.
+func (w *Writer) Status() int { return w.ex.Status }
 
 func (w *Writer) WriteHeader(status int) {
 	if w.sent {
@@ -37,22 +45,43 @@ func (w *Writer) WriteHeader(status int) {
 		return
 	}
 	w.sent = true
-	w.Status = status
-	for _, fn := range w.before {
-		fn(status, w.ResponseWriter.Header())
+	e := w.ex
+	e.Status = status
+	h := w.ResponseWriter.Header()
+	e.Response = h
+	if w.hooks != nil {
+		w.hooks.Response(e, w.wentOn)
 	}
 	if w.Spelling != nil {
-		w.Spelling.Restore(w.ResponseWriter.Header())
+		w.Spelling.Restore(h)
 	}
+	ct, body, ok := e.Replacement()
+	if !ok {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "Etag", "Last-Modified", "Transfer-Encoding"} {
+		h.Del(k)
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.ResponseWriter.WriteHeader(status)
+	if e.Method != http.MethodHead {
+		n, _ := w.ResponseWriter.Write(body)
+		e.Sent += int64(n)
+	}
+	w.drop = true
 }
 
 func (w *Writer) Write(b []byte) (int, error) {
 	if !w.sent {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.drop {
+		return len(b), nil // the app's body, in place of which a replacement went
+	}
 	n, err := w.ResponseWriter.Write(b)
-	w.Written += int64(n)
+	w.ex.Sent += int64(n)
 	return n, err
 }
 
@@ -64,5 +93,7 @@ func (w *Writer) Flush() {
 	if !w.sent {
 		w.WriteHeader(http.StatusOK)
 	}
-	http.NewResponseController(w.ResponseWriter).Flush()
+	if !w.drop {
+		http.NewResponseController(w.ResponseWriter).Flush()
+	}
 }

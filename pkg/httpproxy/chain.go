@@ -15,85 +15,33 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/decor/accesslog"
-	"github.com/veneermesh/veneer/pkg/decor/authz"
-	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/decor/errorpage"
-	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/decor/fault"
-	"github.com/veneermesh/veneer/pkg/decor/forwarded"
-	"github.com/veneermesh/veneer/pkg/decor/headers"
-	"github.com/veneermesh/veneer/pkg/pool"
+	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
-	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/retry"
+	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/pool"
 )
 
-// decoration wraps a handler.
-type decoration func(http.Handler) http.Handler
-
-// chain builds the decorations of h around the forwarder, in this order,
-// outermost first:
-//
-//  1. access log, metrics, stats: they see every response, the agent's own
-//     included, and how long the whole chain took;
-//  2. request id and trace context: so that even a denied or limited request
-//     has an id in its access log line and its response;
-//  3. authorization: denied traffic costs nothing further, not even a token;
-//  4. rate limit: before any work is done for the request;
-//  5. fault injection: in the app's place, after the request was admitted;
-//  6. circuit breaker: counts only requests that will reach the app;
-//  7. error pages: replace what the app (or the forwarder) answered;
-//  8. headers, then forwarded: the app sees the headers as the operator set
-//     them, plus the client's address;
-//  9. the forwarder, with the request timeout and retries.
-func (s *Server) chain(h config.HTTP, own owners) (http.Handler, func(http.Handler) http.Handler, error) {
-	var ds []decoration
-	if config.On(h.AccessLog) {
-		ds = append(ds, accesslog.New(s.access).Wrap)
+// chain builds a route's decorations (pkg/decor, which says in what order
+// and why) and its forwarder, with its timeouts and retries.
+func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
+	c, err := decor.Build(h, decor.Deps{
+		Access:  s.access,
+		Metrics: s.metrics,
+		Stats:   s.stats.Load(),
+		Limiter: func(cfg config.RateLimit) func(uint16) *ratelimit.Limiter {
+			return shared(s.limiters, own.rateLimit, cfg)
+		},
+		Breaker: func(cfg config.Circuit) func(uint16) *circuit.Breaker {
+			return shared(s.breakers, own.circuit, cfg)
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
-	if config.On(h.Metrics) {
-		ds = append(ds, s.metrics.Wrap, s.stats.Load().Wrap)
-	}
-	observed := len(ds)
-	if config.On(h.RequestID) || config.On(h.Tracing) {
-		ds = append(ds, requestid.New(config.On(h.RequestID), config.On(h.Tracing)).Wrap)
-	}
-	if h.Authz != nil {
-		ds = append(ds, authz.New(*h.Authz).Wrap)
-	}
-	if h.RateLimit != nil {
-		ds = append(ds, ratelimit.PerPort(shared(s.limiters, own.rateLimit, *h.RateLimit)))
-	}
-	if h.Fault != nil {
-		ds = append(ds, fault.New(*h.Fault).Wrap)
-	}
-	if h.Circuit != nil {
-		ds = append(ds, circuit.PerPort(shared(s.breakers, own.circuit, *h.Circuit)))
-	}
-	if h.ErrorPages != nil {
-		p, err := errorpage.New(*h.ErrorPages)
-		if err != nil {
-			return nil, nil, err
-		}
-		ds = append(ds, p.Wrap)
-	}
-	if h.Headers != nil {
-		ds = append(ds, headers.New(*h.Headers).Wrap)
-	}
-	if config.On(h.Forwarded) {
-		ds = append(ds, forwarded.Wrap)
-	}
-
-	wrap := func(ds []decoration, h http.Handler) http.Handler {
-		for i := len(ds) - 1; i >= 0; i-- {
-			h = ds[i](h)
-		}
-		return h
-	}
-	observe := func(h http.Handler) http.Handler { return wrap(ds[:observed], h) }
-	return wrap(ds, s.forwarder(h)), observe, nil
+	return &route{chain: c, forward: s.forwarder(h)}, nil
 }
 
 // forwarder builds the chain's forwarder (forward.go), with its timeouts
@@ -213,28 +161,61 @@ func (bufferPool) Put(b []byte) {
 	}
 }
 
-// route is one chain and the prefix that selects it.
+// route is one chain, its forwarder, and the prefix that selects it.
 type route struct {
 	prefix  string
-	handler http.Handler
-	// observe is the chain's access log and metrics alone, for requests
-	// refused before the chain.
-	observe func(http.Handler) http.Handler
+	chain   *decor.Chain
+	forward http.Handler
+}
+
+// serve runs the request through the route's decorations and, when they
+// let it go on, the forwarder: net/http's side of pkg/decor's hooks.
+func (rt *route) serve(w *exchange.Writer, r *http.Request, ex *exchange.Exchange) {
+	at, v := rt.chain.Request(ex, 0)
+	// Deferred: a forwarder that panics (http.ErrAbortHandler, a response
+	// cut off) still ends the exchange, so a breaker's count comes down.
+	defer func() { rt.chain.Done(ex, at) }()
+	for v.Delay > 0 {
+		t := time.NewTimer(v.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			ex.AddFlag(exchange.DownstreamReset)
+			w.Hooks(rt.chain, at)
+			w.WriteHeader(499) // logged only: the client is gone
+			return
+		}
+		if v.Status != 0 {
+			break
+		}
+		at, v = rt.chain.Request(ex, at+1)
+	}
+	w.Hooks(rt.chain, at)
+	if v.Status != 0 {
+		if v.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+		}
+		exchange.Reply(w, r, v.Status, v.Flag, v.Why)
+		return
+	}
+	rt.forward.ServeHTTP(w, r)
 }
 
 // refuse answers a request the agent will not forward, still logged and
-// counted by the chain's access log and metrics.
-func (rt route) refuse(w http.ResponseWriter, r *http.Request, status int, why string) {
-	rt.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		exchange.Reply(w, r, status, exchange.Malformed, why)
-	})).ServeHTTP(w, r)
+// counted by the chain's observers.
+func (rt *route) refuse(w *exchange.Writer, r *http.Request, ex *exchange.Exchange, status int, why string) {
+	n := rt.chain.Observers()
+	w.Hooks(rt.chain, n)
+	exchange.Reply(w, r, status, exchange.Malformed, why)
+	rt.chain.Done(ex, n)
 }
 
 // ports holds the routes of one port, longest prefix first, then the
 // port's own chain.
-type portRoutes []route
+type portRoutes []*route
 
-func (p portRoutes) match(path string) route {
+func (p portRoutes) match(path string) *route {
 	for _, r := range p {
 		if strings.HasPrefix(path, r.prefix) {
 			return r
@@ -249,7 +230,7 @@ type table struct {
 	def   portRoutes
 }
 
-func (t *table) route(port uint16, path string) route {
+func (t *table) route(port uint16, path string) *route {
 	if p, ok := t.ports[port]; ok {
 		return p.match(path)
 	}
@@ -313,18 +294,19 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 				own.circuit = section + " route " + r.Prefix
 			}
 			live[own.rateLimit], live[own.circuit] = true, true
-			h, obs, err := s.chain(pc.HTTP.Merged(r.HTTP), own)
+			rt, err := s.chain(pc.HTTP.Merged(r.HTTP), own)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, route{prefix: r.Prefix, handler: h, observe: obs})
+			rt.prefix = r.Prefix
+			out = append(out, rt)
 		}
 		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
-		h, obs, err := s.chain(pc.HTTP, owners{rateLimit: section, circuit: section})
+		rt, err := s.chain(pc.HTTP, owners{rateLimit: section, circuit: section})
 		if err != nil {
 			return nil, err
 		}
-		return append(out, route{handler: h, observe: obs}), nil
+		return append(out, rt), nil
 	}
 	t := &table{ports: map[uint16]portRoutes{}}
 	var err error

@@ -28,15 +28,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
+	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/pool"
 	"github.com/veneermesh/veneer/pkg/proxy"
-	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/rawhead"
-	"github.com/veneermesh/veneer/pkg/decor/stats"
 	"github.com/veneermesh/veneer/pkg/upstream"
 )
 
@@ -456,15 +456,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// forgive: refused before any decoration or the app sees it.
 	if v := hc.names.Violation(); v != "" && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
-		rt.refuse(ew, r, http.StatusBadRequest, "malformed request: "+v)
+		rt.refuse(ew, r, ex, http.StatusBadRequest, "malformed request: "+v)
 		return
 	}
 	if len(r.RequestURI) > maxURI {
 		w.Header().Set("Connection", "close")
-		rt.refuse(ew, r, http.StatusRequestURITooLong, fmt.Sprintf("request target longer than %d bytes", maxURI))
+		rt.refuse(ew, r, ex, http.StatusRequestURITooLong, fmt.Sprintf("request target longer than %d bytes", maxURI))
 		return
 	}
-	rt.handler.ServeHTTP(ew, r)
+	rt.serve(ew, r, ex)
 }
 
 // handoff is a net.Listener fed by the proxy.

@@ -2,7 +2,10 @@ package httpproxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -145,5 +148,80 @@ ports:
 	wg.Wait()
 	if got := l.statuses(t, "/a", "/b", "/c"); count(got, http.StatusOK) != 3 {
 		t.Errorf("after the slow requests ended: %v; want 200 200 200", got)
+	}
+}
+
+// A response the app cuts off aborts the handler (http.ErrAbortHandler);
+// the exchange still ends, so the breaker's count comes down and the next
+// request is admitted.
+func TestBreakerReleasedByACutResponse(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/cut" {
+			return
+		}
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte("ten bytes."))
+		w.(http.Flusher).Flush()
+		c, _, _ := http.NewResponseController(w).Hijack()
+		c.Close()
+	})
+	l := newLoopServer(t, app)
+	l.apply(t, `
+ports:
+  "PORT":
+    protocol: http
+    http: {circuitBreaker: {maxRequests: 1}}
+`)
+	c, br := l.conn(t)
+	io.WriteString(c, "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("the cut response read whole; want it cut")
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := l.statuses(t, "/")
+		if got[0] == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a cut response: %v; want 200 (the breaker's slot given back)", got)
+		}
+		time.Sleep(10 * time.Millisecond) // the cut one may still be ending
+	}
+}
+
+// An error page replaces the app's body, with its own length, and a HEAD
+// gets the head alone; a limited request carries Retry-After.
+func TestReplacedBodyAndRetryAfter(t *testing.T) {
+	page := filepath.Join(t.TempDir(), "404.html")
+	os.WriteFile(page, []byte("<h1>custom</h1>"), 0o644)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "the app's own 404 text", 404) })
+	l := newLoopServer(t, app)
+	l.apply(t, `
+ports:
+  "PORT":
+    protocol: http
+    http: {errorPages: {pages: {"404": `+page+`}}}
+    routes: [{prefix: /limited, rateLimit: {requestsPerSecond: 0.01, burst: 1}}]
+`)
+	c, br := l.conn(t)
+	defer c.Close()
+	resp, body := roundTrip(t, c, br, "GET", "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 404 || body != "<h1>custom</h1>" || resp.ContentLength != int64(len(body)) {
+		t.Errorf("GET: %d %q (length %d); want 404 with the page and its length", resp.StatusCode, body, resp.ContentLength)
+	}
+	resp, body = roundTrip(t, c, br, "HEAD", "HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 404 || body != "" {
+		t.Errorf("HEAD: %d %q; want 404 and no body", resp.StatusCode, body)
+	}
+	roundTrip(t, c, br, "GET", "GET /limited HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, _ = roundTrip(t, c, br, "GET", "GET /limited HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("over the limit: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }

@@ -48,32 +48,27 @@ type Log struct{ log zerolog.Logger }
 // of its own.
 func New(log zerolog.Logger) *Log { return &Log{log: log} }
 
-func (l *Log) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read before next: decorations may change the request's headers.
-		xff, ua := r.Header.Get("X-Forwarded-For"), r.Header.Get("User-Agent")
-		next.ServeHTTP(w, r)
-		ex := exchange.From(r.Context())
-		l.write(ex, r, xff, ua)
-	})
-}
+// Name is the config key.
+func (l *Log) Name() string { return "accessLog" }
 
-func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
-	status, sent := 0, int64(0)
-	if ex.W != nil {
-		status, sent = ex.W.Status, ex.W.Written
-	}
-	if status == 0 && r.Header.Get("Upgrade") != "" {
+// Done writes the exchange's line.
+func (l *Log) Done(ex *exchange.Exchange) {
+	status, sent := ex.Status, ex.Sent
+	if status == 0 && ex.Request != nil && ex.Request.Get("Upgrade") != "" {
 		status = http.StatusSwitchingProtocols // hijacked for a WebSocket
+	}
+	reqID := ""
+	if ex.Request != nil {
+		reqID = ex.Request.Get("X-Request-Id")
 	}
 	// Times and addresses are appended as JSON strings in place (they need
 	// no escaping): formatting them to strings first would allocate.
 	var buf [64]byte
 	e := l.log.Log().
 		RawJSON(fStart, quoted(buf[:0], func(b []byte) []byte { return ex.Start.UTC().AppendFormat(b, time.RFC3339Nano) })).
-		Str(fMethod, r.Method).
-		Str(fPath, r.URL.RequestURI()).
-		Str(fProto, r.Proto).
+		Str(fMethod, ex.Method).
+		Str(fPath, ex.Target).
+		Str(fProto, ex.Proto).
 		Int(fStatus, status).
 		Str(fFlags, ex.Flags().String()).
 		Int64(fRecv, ex.Received()).
@@ -84,10 +79,10 @@ func (l *Log) write(ex *exchange.Exchange, r *http.Request, xff, ua string) {
 	} else {
 		e = e.Str(fUpstream, "-")
 	}
-	e = e.Str(fXFF, xff).
-		Str(fUA, ua).
-		Str(fReqID, r.Header.Get("X-Request-Id")).
-		Str(fAuth, r.Host).
+	e = e.Str(fXFF, ex.ForwardedFor).
+		Str(fUA, ex.UserAgent).
+		Str(fReqID, reqID).
+		Str(fAuth, ex.Host).
 		Str(fDir, ex.Direction)
 	e.RawJSON(fUpHost, quoted(buf[:0], ex.Upstream.AppendTo))
 	e.RawJSON(fClient, quoted(buf[:0], ex.Client.AppendTo))

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,19 +15,15 @@ import (
 
 func TestLine(t *testing.T) {
 	var out bytes.Buffer
-	h := New(zerolog.New(&out)).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		exchange.From(r.Context()).SetUpstreamTime(1500 * time.Microsecond)
-		w.Write([]byte("hello"))
-	}))
 	ex := &exchange.Exchange{Start: time.Now(), Port: 8080,
-		Client: netip.MustParseAddrPort("10.0.0.1:5555"), Upstream: netip.MustParseAddrPort("10.0.0.2:8080")}
-	r := httptest.NewRequest("POST", "http://app/upload?x=1", strings.NewReader("body!"))
-	r.Header.Set("User-Agent", "curl/8")
-	r.Header.Set("X-Request-Id", "rid-1")
-	r.Header.Set("X-Forwarded-For", "203.0.113.9")
-	w, r := exchange.Begin(httptest.NewRecorder(), r, ex, 0)
-	h.ServeHTTP(w, r)
-	// The handler did not read the body: 0 bytes received.
+		Client: netip.MustParseAddrPort("10.0.0.1:5555"), Upstream: netip.MustParseAddrPort("10.0.0.2:8080"),
+		Method: "POST", Path: "/upload", Target: "/upload?x=1", Host: "app", Proto: "HTTP/1.1",
+		UserAgent: "curl/8", ForwardedFor: "203.0.113.9",
+		Request: http.Header{"X-Request-Id": {"rid-1"}, "X-Forwarded-For": {"changed on the way"}},
+		Status:  200, Sent: 5}
+	ex.SetUpstreamTime(1500 * time.Microsecond)
+	New(zerolog.New(&out)).Done(ex)
+	// Nothing read the body: 0 bytes received.
 	var line map[string]any
 	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
 		t.Fatalf("access log %q: %v", out.String(), err)

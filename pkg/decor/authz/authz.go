@@ -73,14 +73,13 @@ func (r rule) matches(method, path string, client netip.Addr) bool {
 	return true
 }
 
-// Wrap denies HTTP requests before next sees them.
-func (a *Authz) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ex := exchange.From(r.Context())
-		if !a.Allowed(r.Method, r.URL.Path, ex.Client.Addr()) {
-			exchange.Reply(w, r, http.StatusForbidden, exchange.Denied, "denied by authorization policy")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// Name is the config key.
+func (a *Authz) Name() string { return "authz" }
+
+// Request denies an HTTP request before anything after it sees it.
+func (a *Authz) Request(x *exchange.Exchange) exchange.Verdict {
+	if !a.Allowed(x.Method, x.Path, x.Client.Addr()) {
+		return exchange.Verdict{Status: http.StatusForbidden, Flag: exchange.Denied, Why: "denied by authorization policy"}
+	}
+	return exchange.Verdict{}
 }

@@ -35,23 +35,26 @@ func (b *Breaker) SetMax(max int) { b.max.Store(int64(max)) }
 // InFlight is how many requests are in flight.
 func (b *Breaker) InFlight() int64 { return b.inFlight.Load() }
 
-func (b *Breaker) Wrap(next http.Handler) http.Handler {
-	return PerPort(func(uint16) *Breaker { return b })(next)
+// Decoration is a breaker in a chain: the breaker of each request's port
+// comes from get (pool.Pool keeps them by owner).
+type Decoration struct{ get func(port uint16) *Breaker }
+
+// For is the decoration of the breakers get gives.
+func For(get func(port uint16) *Breaker) *Decoration { return &Decoration{get: get} }
+
+// Name is the config key.
+func (d *Decoration) Name() string { return "circuitBreaker" }
+
+// Request admits a request while fewer than the maximum are in flight.
+func (d *Decoration) Request(x *exchange.Exchange) exchange.Verdict {
+	b := d.get(x.Port)
+	if b.inFlight.Add(1) > b.max.Load() {
+		b.inFlight.Add(-1)
+		return exchange.Verdict{Status: http.StatusServiceUnavailable, Flag: exchange.UpstreamOverflow,
+			Why: "too many requests in flight to the app (circuit breaker)"}
+	}
+	return exchange.Verdict{}
 }
 
-// PerPort wraps handlers with the breaker get gives for each request's
-// port: for a section (the default, outbound) that serves many ports.
-func PerPort(get func(port uint16) *Breaker) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b := get(exchange.From(r.Context()).Port)
-			if b.inFlight.Add(1) > b.max.Load() {
-				b.inFlight.Add(-1)
-				exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamOverflow, "too many requests in flight to the app (circuit breaker)")
-				return
-			}
-			defer b.inFlight.Add(-1)
-			next.ServeHTTP(w, r)
-		})
-	}
-}
+// Done ends an admitted request.
+func (d *Decoration) Done(x *exchange.Exchange) { d.get(x.Port).inFlight.Add(-1) }

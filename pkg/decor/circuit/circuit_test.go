@@ -2,37 +2,32 @@ package circuit
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 func TestBreaker(t *testing.T) {
 	b := New(2)
-	release := make(chan struct{})
-	entered := make(chan struct{}, 2)
-	h := b.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-	}))
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)) }()
+	d := For(func(uint16) *Breaker { return b })
+	x := &exchange.Exchange{}
+	for i := range 2 {
+		if v := d.Request(x); v.Status != 0 {
+			t.Fatalf("request %d of 2 in flight: %d; want admitted", i+1, v.Status)
+		}
 	}
-	<-entered
-	<-entered
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	if rec.Code != http.StatusServiceUnavailable {
-		t.Errorf("third request in flight = %d; want 503", rec.Code)
+	if v := d.Request(x); v.Status != http.StatusServiceUnavailable || v.Flag != exchange.UpstreamOverflow {
+		t.Errorf("a third in flight: %d %v; want 503 UO", v.Status, v.Flag)
 	}
-	close(release)
-	wg.Wait()
-	go func() { <-entered }()
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	if rec.Code != http.StatusOK {
-		t.Errorf("request after the others finished = %d; want 200", rec.Code)
+	if b.InFlight() != 2 {
+		t.Errorf("in flight after a refusal: %d; want 2 (the refused one not counted)", b.InFlight())
+	}
+	d.Done(x)
+	if v := d.Request(x); v.Status != 0 {
+		t.Errorf("after one ended: %d; want admitted", v.Status)
+	}
+	b.SetMax(3)
+	if v := d.Request(x); v.Status != 0 || b.InFlight() != 3 {
+		t.Errorf("under a new maximum of 3: %d with %d in flight; want admitted, 3", v.Status, b.InFlight())
 	}
 }

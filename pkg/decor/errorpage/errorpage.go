@@ -17,6 +17,7 @@ import (
 	"strconv"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 type page struct {
@@ -61,59 +62,16 @@ func (p *Pages) find(status int) (page, bool) {
 	return pg, ok
 }
 
-func (p *Pages) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(&writer{ResponseWriter: w, pages: p, head: r.Method == http.MethodHead}, r)
-	})
-}
+// Name is the config key.
+func (p *Pages) Name() string { return "errorPages" }
 
-// writer swaps the body of a response whose status has a page.
-type writer struct {
-	http.ResponseWriter
-	pages    *Pages
-	head     bool
-	wrote    bool
-	replaced bool
-}
-
-func (w *writer) WriteHeader(status int) {
-	if w.wrote || status < 200 {
-		w.ResponseWriter.WriteHeader(status)
+// Response puts the page for the response's status in the place of the
+// app's body.
+func (p *Pages) Response(x *exchange.Exchange) {
+	if x.Status < 200 {
 		return
 	}
-	w.wrote = true
-	pg, ok := w.pages.find(status)
-	if !ok {
-		w.ResponseWriter.WriteHeader(status)
-		return
-	}
-	w.replaced = true
-	h := w.Header()
-	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "Etag", "Last-Modified", "Transfer-Encoding"} {
-		h.Del(k)
-	}
-	h.Set("Content-Type", pg.contentType)
-	h.Set("Content-Length", strconv.Itoa(len(pg.body)))
-	w.ResponseWriter.WriteHeader(status)
-	if !w.head {
-		w.ResponseWriter.Write(pg.body)
-	}
-}
-
-func (w *writer) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.replaced {
-		return len(b), nil // the app's body, discarded
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *writer) Flush() {
-	if !w.replaced {
-		http.NewResponseController(w.ResponseWriter).Flush()
+	if pg, ok := p.find(x.Status); ok {
+		x.Replace(pg.contentType, pg.body)
 	}
 }

@@ -2,12 +2,12 @@ package errorpage
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 func TestPages(t *testing.T) {
@@ -29,16 +29,14 @@ func TestPages(t *testing.T) {
 		{200, "app body", "text/x-app"},
 		{403, "app body", "text/x-app"},
 	} {
-		h := p.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/x-app")
-			w.Header().Set("Content-Length", "8")
-			w.WriteHeader(tc.status)
-			w.Write([]byte("app body"))
-		}))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-		if rec.Code != tc.status || rec.Body.String() != tc.body || rec.Header().Get("Content-Type") != tc.ct {
-			t.Errorf("status %d: got %d %q (%s); want %d %q (%s)", tc.status, rec.Code, rec.Body, rec.Header().Get("Content-Type"), tc.status, tc.body, tc.ct)
+		x := &exchange.Exchange{Status: tc.status, Response: http.Header{"Content-Type": {"text/x-app"}}}
+		p.Response(x)
+		body, ct := "app body", x.Response.Get("Content-Type")
+		if rct, rbody, ok := x.Replacement(); ok {
+			body, ct = string(rbody), rct
+		}
+		if body != tc.body || ct != tc.ct {
+			t.Errorf("status %d: got %q (%s); want %q (%s)", tc.status, body, ct, tc.body, tc.ct)
 		}
 	}
 	if _, err := New(config.ErrorPages{Pages: map[string]string{"404": filepath.Join(dir, "missing.html")}}); err == nil {

@@ -10,7 +10,6 @@ package fault
 
 import (
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/config"
@@ -38,22 +37,18 @@ func New(cfg config.Fault) *Fault {
 	return f
 }
 
-func (f *Fault) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f.delayPercent > 0 && f.roll() < f.delayPercent {
-			exchange.From(r.Context()).AddFlag(exchange.FaultDelay)
-			t := time.NewTimer(f.delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return // the client left
-			}
-		}
-		if f.abortPercent > 0 && f.roll() < f.abortPercent {
-			exchange.Reply(w, r, f.abortStatus, exchange.FaultAbort, "fault injected")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// Name is the config key.
+func (f *Fault) Name() string { return "fault" }
+
+// Request rolls for a delay, then for an abort.
+func (f *Fault) Request(x *exchange.Exchange) exchange.Verdict {
+	var v exchange.Verdict
+	if f.delayPercent > 0 && f.roll() < f.delayPercent {
+		x.AddFlag(exchange.FaultDelay)
+		v.Delay = f.delay
+	}
+	if f.abortPercent > 0 && f.roll() < f.abortPercent {
+		v.Status, v.Flag, v.Why = f.abortStatus, exchange.FaultAbort, "fault injected"
+	}
+	return v
 }

@@ -1,8 +1,6 @@
 package fault
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,35 +8,29 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
-func serve(f *Fault) (*httptest.ResponseRecorder, *exchange.Exchange, int) {
-	reached := 0
-	h := f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ }))
+func serve(f *Fault) (exchange.Verdict, *exchange.Exchange) {
 	ex := &exchange.Exchange{}
-	r := httptest.NewRequest("GET", "/", nil)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, r.WithContext(exchange.With(r.Context(), ex)))
-	return rec, ex, reached
+	return f.Request(ex), ex
 }
 
 func TestAbort(t *testing.T) {
 	f := New(config.Fault{Abort: &config.Abort{Status: 503, Percent: 30}})
 	f.roll = func() float64 { return 29.9 }
-	rec, ex, reached := serve(f)
-	if rec.Code != 503 || reached != 0 || ex.Flags() != exchange.FaultAbort {
-		t.Errorf("roll under the percentage: %d, reached %d, flags %v; want 503, 0, FI", rec.Code, reached, ex.Flags())
+	if v, _ := serve(f); v.Status != 503 || v.Flag != exchange.FaultAbort || v.Delay != 0 {
+		t.Errorf("roll under the percentage: %+v; want 503 FI, no delay", v)
 	}
 	f.roll = func() float64 { return 30 }
-	if rec, ex, reached := serve(f); rec.Code != 200 || reached != 1 || ex.Flags() != 0 {
-		t.Errorf("roll at the percentage: %d, reached %d, flags %v; want 200, 1, none", rec.Code, reached, ex.Flags())
+	if v, ex := serve(f); v != (exchange.Verdict{}) || ex.Flags() != 0 {
+		t.Errorf("roll at the percentage: %+v, flags %v; want the request to go on", v, ex.Flags())
 	}
 }
 
 func TestDelay(t *testing.T) {
-	f := New(config.Fault{Delay: &config.Delay{Fixed: config.Duration(20 * time.Millisecond), Percent: 100}})
-	start := time.Now()
-	_, ex, reached := serve(f)
-	if reached != 1 || ex.Flags() != exchange.FaultDelay || time.Since(start) < 20*time.Millisecond {
-		t.Errorf("delay: reached %d, flags %v after %v; want the app reached after the 20ms delay, flag DI", reached, ex.Flags(), time.Since(start))
+	f := New(config.Fault{Delay: &config.Delay{Fixed: config.Duration(20 * time.Millisecond), Percent: 100},
+		Abort: &config.Abort{Status: 500, Percent: 100}})
+	v, ex := serve(f)
+	if v.Delay != 20*time.Millisecond || v.Status != 500 || ex.Flags() != exchange.FaultDelay {
+		t.Errorf("delay and abort: %+v, flags %v; want a 20ms delay, then 500 FI, flag DI recorded", v, ex.Flags())
 	}
 }
 
@@ -47,7 +39,7 @@ func TestPercentages(t *testing.T) {
 	aborted := 0
 	const n = 4000
 	for i := 0; i < n; i++ {
-		if rec, _, _ := serve(f); rec.Code == 500 {
+		if v, _ := serve(f); v.Status == 500 {
 			aborted++
 		}
 	}

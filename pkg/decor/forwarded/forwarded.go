@@ -6,25 +6,27 @@
 package forwarded
 
 import (
-	"net/http"
 	"net/netip"
 
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
-// Wrap adds the client's address to the request.
-func Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := exchange.From(r.Context()).Client.Addr().Unmap()
-		if client.IsValid() {
-			Add(r.Header, client)
-		}
-		next.ServeHTTP(w, r)
-	})
+// Forwarded is the decoration.
+type Forwarded struct{}
+
+// Name is the config key.
+func (Forwarded) Name() string { return "forwarded" }
+
+// Request adds the client's address to the request.
+func (Forwarded) Request(x *exchange.Exchange) exchange.Verdict {
+	if client := x.Client.Addr().Unmap(); client.IsValid() {
+		Add(x.Request, client)
+	}
+	return exchange.Verdict{}
 }
 
 // Add appends client to h's forwarding headers.
-func Add(h http.Header, client netip.Addr) {
+func Add(h exchange.Header, client netip.Addr) {
 	ip := client.String()
 	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
 		h.Set("X-Forwarded-For", joinComma(prior)+", "+ip)

@@ -8,8 +8,6 @@
 package headers
 
 import (
-	"net/http"
-
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
@@ -36,9 +34,7 @@ func compile(o config.HeaderOps) ops {
 	return c
 }
 
-func (o ops) empty() bool { return len(o.set)+len(o.add)+len(o.remove) == 0 }
-
-func (o ops) apply(h http.Header) {
+func (o ops) apply(h exchange.Header) {
 	for _, k := range o.remove {
 		h.Del(k)
 	}
@@ -55,14 +51,14 @@ func New(cfg config.Headers) *Headers {
 	return &Headers{req: compile(cfg.Request), resp: compile(cfg.Response)}
 }
 
-func (hd *Headers) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd.req.apply(r.Header)
-		if !hd.resp.empty() {
-			ew := exchange.NewWriter(w)
-			ew.BeforeHeader(func(_ int, h http.Header) { hd.resp.apply(h) })
-			w = ew
-		}
-		next.ServeHTTP(w, r)
-	})
+// Name is the config key.
+func (hd *Headers) Name() string { return "headers" }
+
+// Request changes the request's headers.
+func (hd *Headers) Request(x *exchange.Exchange) exchange.Verdict {
+	hd.req.apply(x.Request)
+	return exchange.Verdict{}
 }
+
+// Response changes the response's headers.
+func (hd *Headers) Response(x *exchange.Exchange) { hd.resp.apply(x.Response) }

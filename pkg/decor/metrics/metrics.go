@@ -13,7 +13,6 @@
 package metrics
 
 import (
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -94,22 +93,14 @@ func (m *Metrics) port(direction string, p uint16) *port {
 	return v.(*port)
 }
 
-// Wrap observes every request that passes.
-func (m *Metrics) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r)
-		m.Observe(exchange.From(r.Context()), r.Method)
-	})
-}
+// Name is the config key.
+func (m *Metrics) Name() string { return "metrics" }
 
-// Observe records one finished exchange.
-func (m *Metrics) Observe(ex *exchange.Exchange, method string) {
+// Done records one finished exchange.
+func (m *Metrics) Done(ex *exchange.Exchange) {
 	p := m.port(ex.Direction, ex.Port)
-	status, sent := 0, int64(0)
-	if ex.W != nil {
-		status, sent = ex.W.Status, ex.W.Written
-	}
-	k := key{method: Method(method), code: status, flags: ex.Flags()}
+	status, sent := ex.Status, ex.Sent
+	k := key{method: Method(ex.Method), code: status, flags: ex.Flags()}
 	c, ok := p.counters.Load(k)
 	if !ok {
 		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.direction, p.label, k.method, strconv.Itoa(status), k.flags.String()))

@@ -21,7 +21,6 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,23 +143,22 @@ func (l *Limiter) client(a netip.Addr, now int64) *bucket {
 	return b
 }
 
-func (l *Limiter) Wrap(next http.Handler) http.Handler {
-	return PerPort(func(uint16) *Limiter { return l })(next)
-}
+// Decoration is a rate limit in a chain: the limiter of each request's
+// port comes from get (pool.Pool keeps them by owner).
+type Decoration struct{ get func(port uint16) *Limiter }
 
-// PerPort wraps handlers with the limiter get gives for each request's
-// port: for a section (the default, outbound) that serves many ports.
-func PerPort(get func(port uint16) *Limiter) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ex := exchange.From(r.Context())
-			ok, wait := get(ex.Port).Allow(ex.Client.Addr())
-			if !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				exchange.Reply(w, r, http.StatusTooManyRequests, exchange.RateLimited, "local rate limit exceeded")
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
+// For is the decoration of the limiters get gives.
+func For(get func(port uint16) *Limiter) *Decoration { return &Decoration{get: get} }
+
+// Name is the config key.
+func (d *Decoration) Name() string { return "rateLimit" }
+
+// Request answers 429 for a request over the limit.
+func (d *Decoration) Request(x *exchange.Exchange) exchange.Verdict {
+	ok, wait := d.get(x.Port).Allow(x.Client.Addr())
+	if ok {
+		return exchange.Verdict{}
 	}
+	return exchange.Verdict{Status: http.StatusTooManyRequests, Flag: exchange.RateLimited, Why: "local rate limit exceeded",
+		RetryAfter: int(math.Ceil(wait.Seconds()))}
 }

@@ -1,8 +1,6 @@
 package ratelimit
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
@@ -68,19 +66,14 @@ func TestClientsBounded(t *testing.T) {
 	}
 }
 
-func TestWrap429(t *testing.T) {
+func TestRequest429(t *testing.T) {
 	l := New(config.RateLimit{RequestsPerSecond: 1, Burst: 1})
-	reached := 0
-	h := l.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ }))
-	var last *httptest.ResponseRecorder
-	ex := &exchange.Exchange{Client: netip.MustParseAddrPort("10.0.0.1:1")}
-	for i := 0; i < 2; i++ {
-		last = httptest.NewRecorder()
-		r := httptest.NewRequest("GET", "/", nil)
-		h.ServeHTTP(last, r.WithContext(exchange.With(r.Context(), ex)))
+	d := For(func(uint16) *Limiter { return l })
+	x := &exchange.Exchange{Client: netip.MustParseAddrPort("10.0.0.1:1")}
+	if v := d.Request(x); v.Status != 0 {
+		t.Fatalf("first request: %d; want admitted", v.Status)
 	}
-	if last.Code != 429 || last.Header().Get("Retry-After") != "1" || reached != 1 || ex.Flags() != exchange.RateLimited {
-		t.Errorf("over the limit: %d, Retry-After %q, reached %d, flags %v; want 429, 1, 1, RL",
-			last.Code, last.Header().Get("Retry-After"), reached, ex.Flags())
+	if v := d.Request(x); v.Status != 429 || v.RetryAfter != 1 || v.Flag != exchange.RateLimited {
+		t.Errorf("over the limit: %+v; want 429, Retry-After 1, RL", v)
 	}
 }

@@ -12,7 +12,8 @@ package requestid
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"net/http"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 // IDs is a compiled requestId/tracing pair.
@@ -28,23 +29,30 @@ const (
 	HeaderTraceparent = "Traceparent"
 )
 
-func (d *IDs) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d.requestID {
-			id := r.Header[HeaderRequestID]
-			if len(id) == 0 || id[0] == "" {
-				id = []string{uuid()}
-				r.Header[HeaderRequestID] = id
-			}
-			// The same one-element slice in both (Header.Add copies on
-			// append): one allocation fewer per request.
-			w.Header()[HeaderRequestID] = id[:1:1]
+// Name is the config key.
+func (d *IDs) Name() string { return "requestId" }
+
+// Request gives the request an id when it has none, and its span.
+func (d *IDs) Request(x *exchange.Exchange) exchange.Verdict {
+	if d.requestID {
+		id := x.Request.Get(HeaderRequestID)
+		if id == "" {
+			id = uuid()
+			x.Request.Set(HeaderRequestID, id)
 		}
-		if d.tracing {
-			r.Header.Set(HeaderTraceparent, Continue(r.Header.Get(HeaderTraceparent)))
-		}
-		next.ServeHTTP(w, r)
-	})
+		x.RequestID = id
+	}
+	if d.tracing {
+		x.Request.Set(HeaderTraceparent, Continue(x.Request.Get(HeaderTraceparent)))
+	}
+	return exchange.Verdict{}
+}
+
+// Response sends the id back to the client.
+func (d *IDs) Response(x *exchange.Exchange) {
+	if x.RequestID != "" {
+		x.Response.Set(HeaderRequestID, x.RequestID)
+	}
 }
 
 // Continue returns the traceparent the agent sends on: the same trace and

@@ -2,22 +2,24 @@ package requestid
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"testing"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
+// run passes a request with header in through d's hooks; it returns what
+// the app would see and the response header the client would.
 func run(d *IDs, in http.Header) (seen http.Header, out http.Header) {
-	h := d.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() }))
-	r := httptest.NewRequest("GET", "/", nil)
-	for k, v := range in {
-		r.Header[k] = v
+	if in == nil {
+		in = http.Header{}
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, r)
-	return seen, rec.Header()
+	x := &exchange.Exchange{Request: in, Response: http.Header{}}
+	d.Request(x)
+	d.Response(x)
+	return x.Request.(http.Header), x.Response.(http.Header)
 }
 
 func TestRequestID(t *testing.T) {

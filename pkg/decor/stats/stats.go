@@ -64,24 +64,20 @@ func (s *Stats) entry(p string) *entry {
 			return e.(*entry)
 		}
 	}
-	e, loaded := s.paths.LoadOrStore(p, newEntry())
+	// A copy: the path may be a view into a buffer the next request reuses.
+	e, loaded := s.paths.LoadOrStore(strings.Clone(p), newEntry())
 	if !loaded && p != Other {
 		s.n.Add(1)
 	}
 	return e.(*entry)
 }
 
-// Wrap records every request that passes.
-func (s *Stats) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r)
-		ex := exchange.From(r.Context())
-		status, sent := 0, int64(0)
-		if ex.W != nil {
-			status, sent = ex.W.Status, ex.W.Written
-		}
-		s.Observe(r.URL.Path, status, time.Since(ex.Start), sent+ex.Received())
-	})
+// Name is the config key it shares with the metrics.
+func (s *Stats) Name() string { return "metrics" }
+
+// Done records one finished exchange.
+func (s *Stats) Done(ex *exchange.Exchange) {
+	s.Observe(ex.Path, ex.Status, time.Since(ex.Start), ex.Sent+ex.Received())
 }
 
 // Observe records one request for path p.
