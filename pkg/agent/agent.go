@@ -172,6 +172,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 	running := &runningConfig{sides: sides}
 	if err := running.apply(cfg); err != nil {
+		closeSides(sides)
 		return fmt.Errorf("--config: %w", err)
 	}
 

@@ -32,9 +32,6 @@ type Writer struct {
 // before the head is written.
 func (w *Writer) Hooks(r Responder, wentOn int) { w.hooks, w.wentOn = r, wentOn }
 
-// Status is the status written, or 0.
-func (w *Writer) Status() int { return w.ex.Status }
-
 func (w *Writer) WriteHeader(status int) {
 	if w.sent {
 		return
