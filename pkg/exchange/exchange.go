@@ -137,6 +137,10 @@ type Exchange struct {
 	failure      atomic.Pointer[string] // why the app could not answer
 }
 
+// Reset makes e a fresh record for the next exchange of the event loop's
+// path, which keeps one per connection.
+func (e *Exchange) Reset() { *e = Exchange{} }
+
 // replacement is a body a Response hook put in the app's place.
 type replacement struct {
 	contentType string
@@ -189,6 +193,13 @@ func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Du
 	}
 	return e.W, r
 }
+
+// AddReceived counts n request body bytes read from the client (the event
+// loop's path, which reads the body itself).
+func (e *Exchange) AddReceived(n int64) { e.received.Add(n) }
+
+// SetBodyErr records that reading the request body from the client failed.
+func (e *Exchange) SetBodyErr(err error) { e.bodyErr.CompareAndSwap(nil, &err) }
 
 // Received is the request body bytes read from the client so far.
 func (e *Exchange) Received() int64 { return e.received.Load() }

@@ -41,20 +41,25 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &route{chain: c, forward: s.forwarder(h)}, nil
+	rt := &route{chain: c, connect: 5 * time.Second}
+	if t := h.Timeouts; t != nil {
+		rt.connect, rt.request = t.Connect.D(), t.Request.D()
+	}
+	if h.Retries != nil {
+		rt.retry = retry.New(*h.Retries, roundTripper{s})
+	}
+	rt.forward = s.forwarder(rt)
+	return rt, nil
 }
 
-// forwarder builds the chain's forwarder (forward.go), with its timeouts
-// and retries.
-func (s *Server) forwarder(h config.HTTP) http.Handler {
+// forwarder builds the route's forwarder on net/http's path (forward.go),
+// with its timeouts and retries.
+func (s *Server) forwarder(r *route) http.Handler {
 	var rt http.RoundTripper = roundTripper{s}
-	if h.Retries != nil {
-		rt = retry.New(*h.Retries, rt)
+	if r.retry != nil {
+		rt = r.retry
 	}
-	f := &forwarder{rt: rt, connect: 5 * time.Second}
-	if t := h.Timeouts; t != nil {
-		f.connect, f.request = t.Connect.D(), t.Request.D()
-	}
+	f := &forwarder{rt: rt, connect: r.connect, request: r.request}
 	f.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			hc := pr.In.Context().Value(connKey{}).(*conn)
@@ -161,11 +166,16 @@ func (bufferPool) Put(b []byte) {
 	}
 }
 
-// route is one chain, its forwarder, and the prefix that selects it.
+// route is one chain, how its requests go to the app, and the prefix that
+// selects it.
 type route struct {
 	prefix  string
 	chain   *decor.Chain
-	forward http.Handler
+	forward http.Handler // net/http's path
+	// The loop's path reads these itself: the connect and request
+	// timeouts (0: none) and the retry policy (nil: none).
+	connect, request time.Duration
+	retry            *retry.Retrier
 }
 
 // serve runs the request through the route's decorations and, when they

@@ -34,7 +34,7 @@ func FuzzLoop(f *testing.F) {
 	}
 	l := newLoopServer(f, testApp(), func(o *Options) { o.HeaderTimeout = time.Second; o.BodyIdle = time.Second })
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, br := l.unixConn(t)
+		c, br := l.conn(t)
 		defer c.Close()
 		c.Write(in)
 		c.(interface{ CloseWrite() error }).CloseWrite()
@@ -52,7 +52,7 @@ func FuzzLoop(f *testing.F) {
 		if len(out) > 0 && !h2 && !bytes.HasPrefix(out, []byte("HTTP/1.")) {
 			t.Fatalf("the answer is not HTTP/1: %q", out)
 		}
-		c2, br2 := l.unixConn(t)
+		c2, br2 := l.conn(t)
 		defer c2.Close()
 		if _, body := roundTrip(t, c2, br2, "GET", "GET /after HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(body, "GET /after") {
 			t.Fatalf("an ordinary request after %q: %q", in, body)

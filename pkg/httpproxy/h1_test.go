@@ -33,12 +33,15 @@ func (l logLines) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// loopServer is a Server with the default decorations in front of app, and
-// a way to open client connections to it.
+// loopServer is a Server with the default decorations in front of app,
+// behind a proxy on an event loop of its own (the agent's data path, with
+// the app as every connection's original destination), and a way to open
+// client connections to it.
 type loopServer struct {
 	s      *Server
 	app    netip.AddrPort
 	access logLines
+	proxy  netip.AddrPort // the proxy's listener
 }
 
 func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *loopServer {
@@ -62,16 +65,48 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 		t.Fatal(err)
 	}
 	go s.Serve()
+	appAddr := netip.MustParseAddrPort(a.Listener.Addr().String())
+	p, err := proxy.New(proxy.Config{
+		HTTP:        s,
+		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return appAddr, nil },
+		IsProbe:     func(netip.AddrPort) bool { return false },
+	}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetPolicies(&proxy.Policies{Default: &proxy.Policy{Protocol: proxy.ProtoHTTP}})
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	go p.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		p.StopAccepting()
 		s.Shutdown(ctx)
+		p.Shutdown(ctx)
 	})
-	return &loopServer{s: s, app: netip.MustParseAddrPort(a.Listener.Addr().String()), access: access}
+	return &loopServer{s: s, app: appAddr, access: access, proxy: addr}
 }
 
-// conn opens a client connection handed to the server, with a deadline.
+// conn opens a client connection through the proxy, with a deadline. It
+// is closed with a reset at the end of the test, which leaves no TIME_WAIT
+// behind (the fuzzer opens thousands).
 func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(l.proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.SetLinger(0); c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// handedConn opens a client connection handed straight to net/http's
+// path, as the loop hands off what it does not serve.
+func (l *loopServer) handedConn(t testing.TB) (net.Conn, *bufio.Reader) {
 	client, agentSide := loopbackPair(t)
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	l.s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: l.app})

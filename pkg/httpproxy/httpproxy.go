@@ -66,6 +66,12 @@ type Server struct {
 	h2c   *http.Transport     // HTTP/2 without TLS, for h2c clients (gRPC)
 	table atomic.Pointer[table]
 
+	// loops are the event loops serving HTTP on the loop's path, and each
+	// one's state (*loop.Loop -> *loopState); upstreamIdle bounds the idle
+	// life of their pooled connections to the app.
+	loops        sync.Map
+	upstreamIdle time.Duration
+
 	// The rate limits' buckets and the breakers' counts, by owner (a port,
 	// or a route with its own): they outlive the chains of one config.
 	limiters *pool.Pool[config.RateLimit, *ratelimit.Limiter]
@@ -115,7 +121,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		}
 	}
 	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
-		headerTimeout: o.HeaderTimeout, errorLog: stdlog.New(debugWriter{log}, "", 0),
+		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),
 		limiters: pool.New(ratelimit.New, nil),
 		breakers: pool.New(func(c config.Circuit) *circuit.Breaker { return circuit.New(c.MaxRequests) },
 			func(b *circuit.Breaker, c config.Circuit) bool { b.SetMax(c.MaxRequests); return true })}
@@ -221,6 +227,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			return true
 		})
+		s.closeSessions(false)
 		if s.liveCount.Load() == 0 {
 			s.srv.Close()
 			return nil
@@ -228,6 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.live.Range(func(k, _ any) bool { k.(*conn).Close(); return true })
+			s.closeSessions(true)
 			s.srv.Close()
 			return ctx.Err()
 		case <-tick.C:

@@ -78,9 +78,10 @@ func (h *timerHeap) remove(t *Timer) {
 }
 
 // expire pops and runs every timer due at now. A timer armed again by its
-// own Expire for a time not after now waits for the next turn.
+// own Expire for a time not after now waits for the next turn. An Expire
+// may disarm other timers too: the heap can shrink under the count.
 func (h *timerHeap) expire(now time.Time) {
-	for n := len(*h); n > 0 && !(*h)[0].at.After(now); n-- {
+	for n := len(*h); n > 0 && len(*h) > 0 && !(*h)[0].at.After(now); n-- {
 		t := (*h)[0]
 		h.remove(t)
 		t.h.Expire()

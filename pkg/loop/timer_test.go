@@ -46,3 +46,38 @@ func TestTimersInOrder(t *testing.T) {
 		t.Fatalf("after +10s: %v, %d left; want e last and none left", fired, len(h))
 	}
 }
+
+// disarming is an Expirer that disarms other timers when it fires, as a
+// connection's does when it takes a pooled connection out of the pool.
+type disarming struct {
+	h     *timerHeap
+	other []*Timer
+	fired *int
+}
+
+func (d *disarming) Expire() {
+	*d.fired++
+	for _, t := range d.other {
+		d.h.remove(t)
+	}
+}
+
+// Regression: expire counted the timers due before running them, and an
+// Expire that disarmed others shrank the heap under the count (index out
+// of range, seen when a fault's delay ended and took a pooled connection).
+func TestExpireThatDisarmsOthers(t *testing.T) {
+	var h timerHeap
+	fired := 0
+	now := time.Now()
+	a, b, c := &Timer{}, &Timer{}, &Timer{}
+	a.SetExpirer(&disarming{h: &h, other: []*Timer{b, c}, fired: &fired})
+	b.SetExpirer(&disarming{h: &h, fired: &fired})
+	c.SetExpirer(&disarming{h: &h, fired: &fired})
+	h.set(a, now.Add(-3*time.Second))
+	h.set(b, now.Add(-2*time.Second))
+	h.set(c, now.Add(-time.Second))
+	h.expire(now)
+	if fired != 1 || len(h) != 0 || b.Armed() || c.Armed() {
+		t.Fatalf("fired %d, %d left; want a alone fired, and b and c disarmed by it", fired, len(h))
+	}
+}

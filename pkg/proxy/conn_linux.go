@@ -188,6 +188,9 @@ func (c *conn) closed(received, sent int64, end string) {
 // bytes the sniff read, and the app connection it dialled if any: they
 // leave the loop, and no event of theirs reaches it again.
 func (c *conn) handOff() verdict {
+	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.down.Idle() {
+		return c.keepOnLoop(ls)
+	}
 	c.done = true
 	c.l.Disarm(&c.timer)
 	h := Handoff{Client: c.peer, Dst: c.dst, Closed: c.closed}
@@ -215,6 +218,24 @@ func (c *conn) handOff() verdict {
 		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
 	}
 	c.s.http.ServeConn(h)
+	return gone
+}
+
+// keepOnLoop gives the connection to the HTTP server's handler on this
+// loop: its sockets stay registered, and its record here ends. Connections
+// that must never share the app's (tproxy mode, the PROXY protocol) are
+// handed off instead.
+func (c *conn) keepOnLoop(ls LoopServer) verdict {
+	c.done = true
+	c.l.Disarm(&c.timer)
+	c.l.Disarm(&c.again)
+	lc := LoopConn{Loop: c.l, Client: c.client, App: c.app, Pre: c.up.Pending(), Peer: c.peer, Dst: c.dst,
+		Prepare: c.prepare, Closed: c.closed}
+	c.started()
+	c.s.onLoop.Add(-1)
+	ls.ServeLoop(lc)
+	c.up.Release(c.l) // after ServeLoop took a copy of Pre
+	c.down.Release(c.l)
 	return gone
 }
 

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/veneermesh/veneer/pkg/loop"
+
 	"context"
 	"net"
 	"net/netip"
@@ -67,6 +69,29 @@ type Handoff struct {
 // HTTPServer takes the connections that carry HTTP.
 type HTTPServer interface {
 	ServeConn(h Handoff)
+}
+
+// LoopServer is an HTTPServer that also serves connections on the loop
+// that accepted them, without a hand-off: the connection's sockets stay
+// registered where they are and are given to the server's handler.
+type LoopServer interface {
+	HTTPServer
+	ServeLoop(c LoopConn)
+}
+
+// LoopConn is a connection found to carry HTTP, kept on its loop.
+type LoopConn struct {
+	Loop   *loop.Loop
+	Client loop.Socket    // registered on Loop
+	App    loop.Socket    // a connection to the app dialled while sniffing, registered too; FD -1 when none
+	Pre    []byte         // bytes already read from the client, valid during ServeLoop only
+	Peer   netip.AddrPort // the real client
+	Dst    netip.AddrPort // the original destination: the app
+	// Prepare sets up a socket to the app before its connect (loop.Connect).
+	Prepare func(fd int, ipv6 bool) error
+	// Closed is called once, when the connection closes, with the bytes
+	// each way and how it ended.
+	Closed func(received, sent int64, end string)
 }
 
 // SetPolicies swaps in the policies of every port; connections already

@@ -64,8 +64,8 @@ func New(cfg config.Retries, next http.RoundTripper) *Retrier {
 }
 
 func (t *Retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	t.inFlight.Add(1)
-	defer t.inFlight.Add(-1)
+	t.Begin()
+	defer t.End()
 	if !t.retriable(req) {
 		return t.next.RoundTrip(req)
 	}
@@ -74,8 +74,8 @@ func (t *Retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !t.shouldRetry(resp, err) {
 			return resp, err
 		}
-		if attempt == t.attempts || !t.withinBudget() {
-			if attempt == t.attempts {
+		if ok, exhausted := t.Allow(attempt); !ok {
+			if exhausted {
 				exchange.From(req.Context()).AddFlag(exchange.RetriesExhausted)
 			}
 			return resp, err
@@ -90,10 +90,63 @@ func (t *Retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// The event loop's HTTP path drives the same policy step by step, its
+// backoff on a loop timer:
+//
+//	t.Begin(); defer t.End()
+//	if t.Retriable(method, body, upgrade) && t.Wants(connectFailure, reset, status) {
+//		if ok, exhausted := t.Allow(attempt); ok { wait t.Backoff(attempt), then t.Release() and send again }
+//	}
+
+// Begin counts a request in flight, for the budget; End when it ends.
+func (t *Retrier) Begin() { t.inFlight.Add(1) }
+
+// End: the request Begin counted has ended.
+func (t *Retrier) End() { t.inFlight.Add(-1) }
+
+// Retriable says whether a request may be sent again: a listed method,
+// no body to send again, no upgrade.
+func (t *Retrier) Retriable(method string, body, upgrade bool) bool {
+	return slices.Contains(t.methods, method) && !body && !upgrade
+}
+
+// Wants says whether an attempt that ended so asks for another: the
+// connection to the app failed, it was closed or reset before any
+// response byte, or the app answered status.
+func (t *Retrier) Wants(connectFailure, reset bool, status int) bool {
+	switch {
+	case connectFailure:
+		return t.onConnect
+	case reset:
+		return t.onReset
+	}
+	return t.on503 && status == http.StatusServiceUnavailable
+}
+
+// Allow says whether attempt (the retries so far) may be followed by
+// another: the attempts are not used up and the budget has room. When it
+// allows, the retry counts against the budget until Release; exhausted
+// says the attempts ran out (flag URX).
+func (t *Retrier) Allow(attempt int) (ok, exhausted bool) {
+	if attempt >= t.attempts {
+		return false, true
+	}
+	return t.withinBudget(), false
+}
+
+// Backoff is how long to wait before retry attempt+1: exponential, and
+// jittered between half and all of it.
+func (t *Retrier) Backoff(attempt int) time.Duration {
+	d := t.backoff << attempt
+	return d/2 + rand.N(d/2+1)
+}
+
+// Release ends the retry Allow counted, once its backoff is over.
+func (t *Retrier) Release() { t.retrying.Add(-1) }
+
 // retriable: a listed method, and no body to send again.
 func (t *Retrier) retriable(req *http.Request) bool {
-	return slices.Contains(t.methods, req.Method) && (req.Body == nil || req.Body == http.NoBody) &&
-		req.Header.Get("Upgrade") == ""
+	return t.Retriable(req.Method, req.Body != nil && req.Body != http.NoBody, req.Header.Get("Upgrade") != "")
 }
 
 func (t *Retrier) shouldRetry(resp *http.Response, err error) bool {
@@ -101,12 +154,9 @@ func (t *Retrier) shouldRetry(resp *http.Response, err error) bool {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return false // the client left or the request timed out: stop
 		}
-		if IsConnectFailure(err) {
-			return t.onConnect
-		}
-		return t.onReset // closed or reset before any response byte
+		return t.Wants(IsConnectFailure(err), true, 0)
 	}
-	return t.on503 && resp.StatusCode == http.StatusServiceUnavailable
+	return t.Wants(false, false, resp.StatusCode)
 }
 
 func (t *Retrier) withinBudget() bool {
@@ -119,10 +169,8 @@ func (t *Retrier) withinBudget() bool {
 }
 
 func (t *Retrier) wait(ctx context.Context, attempt int) error {
-	defer t.retrying.Add(-1)
-	d := t.backoff << attempt
-	d = d/2 + rand.N(d/2+1) // jitter: between half and all of it
-	timer := time.NewTimer(d)
+	defer t.Release()
+	timer := time.NewTimer(t.Backoff(attempt))
 	defer timer.Stop()
 	select {
 	case <-timer.C:

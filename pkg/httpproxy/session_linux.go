@@ -1,0 +1,783 @@
+package httpproxy
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/http1"
+	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/proxy"
+)
+
+// The loop's HTTP path: a client connection the proxy found to carry
+// HTTP/1 stays on the event loop that accepted it, as a session. Its
+// requests are parsed in place (pkg/http1), run through their route's
+// decorations (pkg/decor) and forwarded over the loop's own keep-alive
+// connections to the app, bodies streamed both ways and re-framed, every
+// wait a socket edge or a loop timer. No goroutine, no net/http type.
+//
+// What the loop does not serve goes to net/http's path with the bytes read
+// so far, at a request boundary, for the rest of the connection's life: a
+// request in absolute or authority form (a proxy's), CONNECT, an Upgrade,
+// an Expect other than 100-continue, and HTTP/2's preface (h2c).
+
+// phase is where a session stands; each has its own deadline on timer.
+type phase uint8
+
+const (
+	reading    phase = iota // waiting for a request head, or reading one
+	holding                 // a decoration's delay (a fault), or a retry's backoff
+	connecting              // a non-blocking connect to the app
+	exchanging              // the request to the app, its response to the client
+	lingering               // closing: the write side shut, the client's last bytes read off
+)
+
+// lingerFor is how long a closing connection reads off what the client
+// still sends, so that closing with unread bytes does not reset the
+// response in flight (net/http's server does the same).
+const lingerFor = 500 * time.Millisecond
+
+// session is one client connection on the loop.
+type session struct {
+	s       *Server
+	ls      *loopState
+	l       *loop.Loop
+	client  loop.Socket
+	app     *upConn // serving the current request; nil between requests
+	peer    netip.AddrPort
+	dst     netip.AddrPort
+	prepare func(fd int, ipv6 bool) error
+	closed  func(received, sent int64, end string)
+
+	received, sent int64 // bytes from and to the client
+	phase          phase
+	epoch          int        // bumped by every enter: advance runs on while it moves
+	timer          loop.Timer // the phase's deadline
+	expired        bool       // timer's time came; the phase says what that means
+	reqTimer       loop.Timer // the route's request timeout, until the response head
+	served         bool       // a request was answered: the next waits under the idle timeout
+	begun          bool       // the next head's first bytes arrived
+	closing        bool       // the connection closes after this response
+	done           bool
+
+	in buffer // the client's bytes; in[head:floor] the request's head
+
+	req      http1.Head
+	reqH     http1.Header
+	nominate []http1.Span // the fields the request's Connection names
+	ex       exchange.Exchange
+	rt       *route
+	wentOn   int              // the decorations whose Request let it go on
+	hold     exchange.Verdict // what follows a delay
+	retrying bool             // a retry's backoff, counted in the budget
+	attempt  int              // retries so far
+	counted  bool             // the route's retrier counts this request in flight
+	open     bool             // an exchange began and its Done hooks have not run
+
+	// The request to the app: the head (kept whole, to be sent again on a
+	// fresh connection), then the body, re-framed when chunked.
+	out       []byte // the head
+	outOff    int
+	frame     []byte // chunk framing and re-framed chunks, pending
+	frameOff  int
+	reqLeft   int64 // Content-Length body bytes still to forward
+	chunked   bool
+	reqDec    http1.Chunked
+	reqDone   bool // the whole body went to the app (or there is none)
+	sentAt    time.Time
+	upBytes   bool // a body byte went to the app: the request cannot be sent again
+	upStop    bool // writing to the app failed: only its response is read now
+	expect    bool // the client waits for 100 Continue before its body
+	continued bool // the agent sent it
+
+	// The response: read from the app into rin, its head kept there for
+	// the exchange's life.
+	rin          buffer
+	resp         http1.Head
+	respH        http1.Header
+	respNominate []http1.Span // the fields the response's Connection names
+	respGot      bool         // the app's final head arrived
+	headSent     bool         // a final head went to the client
+	respDone     bool         // the whole body is in cout (or sent)
+	mode         bodyMode
+	respLeft     int64
+	respDec      http1.Chunked
+	chunkOut     bool   // the body goes to the client chunked (re-framed)
+	drop         bool   // a replacement body went: the app's is not read
+	appKeep      bool   // the app's connection may serve another request
+	cout         []byte // for the client: heads, framing, the agent's answers
+	coutOff      int
+}
+
+// bodyMode is how a response's body is delimited.
+type bodyMode uint8
+
+const (
+	noBody    bodyMode = iota
+	byLength           // Content-Length
+	byChunks           // chunked
+	byClosing          // to the app's close
+)
+
+// requestTimer is a session seen by its request timeout.
+type requestTimer session
+
+func (r *requestTimer) Expire() { (*session)(r).requestTimedOut() }
+
+// ServeLoop serves an HTTP connection on the loop that accepted it.
+func (s *Server) ServeLoop(c proxy.LoopConn) {
+	ls := s.loopOf(c.Loop)
+	x := &session{s: s, ls: ls, l: c.Loop, client: c.Client, peer: c.Peer, dst: c.Dst, prepare: c.Prepare, closed: c.Closed}
+	x.timer.SetExpirer(x)
+	x.reqTimer.SetExpirer((*requestTimer)(x))
+	c.Loop.Own(c.Client.FD, x)
+	if c.App.FD >= 0 {
+		// Dialled while sniffing: the first request's.
+		a := ls.newApp(c.App, c.Dst)
+		a.pooled = true
+		ls.idle[c.Dst] = append(ls.idle[c.Dst], a)
+		c.Loop.Own(a.sock.FD, a)
+	}
+	if len(c.Pre) > 0 {
+		x.in.room(ls)
+		x.in.end = copy(x.in.b, c.Pre)
+		x.received = int64(x.in.end)
+	}
+	ls.sessions[x] = struct{}{}
+	s.liveCount.Add(1)
+	x.enter(reading)
+	x.advance()
+}
+
+func (x *session) Ready(fd int, ev loop.Events) {
+	switch {
+	case fd == x.client.FD:
+		x.client.Note(ev)
+	case x.app != nil && fd == x.app.sock.FD:
+		x.app.sock.Note(ev)
+	default:
+		return
+	}
+	x.advance()
+}
+
+func (x *session) Expire() {
+	x.expired = true
+	x.advance()
+}
+
+// enter starts phase p, with no deadline yet.
+func (x *session) enter(p phase) {
+	x.phase = p
+	x.epoch++
+	x.l.Disarm(&x.timer)
+	x.expired = false
+}
+
+// arm sets the phase's deadline d from now, unless set already.
+func (x *session) arm(d time.Duration) {
+	if !x.timer.Armed() && !x.expired {
+		x.l.Arm(&x.timer, x.l.Now().Add(d))
+	}
+}
+
+// advance runs the session's phases until one waits for a socket or a
+// timer, or the session ends.
+func (x *session) advance() {
+	for !x.done {
+		e := x.epoch
+		switch x.phase {
+		case reading:
+			x.readHead()
+		case holding:
+			if x.expired {
+				x.held()
+			} else if x.client.PeerShut || x.client.Broken {
+				x.clientGone()
+			}
+		case connecting:
+			x.connected()
+		case exchanging:
+			x.exchange()
+		case lingering:
+			x.linger()
+		}
+		if x.epoch == e {
+			return
+		}
+	}
+}
+
+// readHead reads the next request's head and begins its exchange.
+func (x *session) readHead() {
+	for {
+		if x.in.end > x.in.off {
+			buf := x.in.pending()
+			if n := min(len(buf), len(h2Preface)); n >= 4 && bytes.Equal(buf[:n], h2Preface[:n]) {
+				x.handOff() // HTTP/2 with prior knowledge (h2c)
+				return
+			}
+			n, err := x.req.ParseRequest(buf, http1.DefaultLimits)
+			if err != nil {
+				x.malformed(err)
+				return
+			}
+			if n > 0 {
+				x.begin(n)
+				return
+			}
+		}
+		if x.expired {
+			x.close(false) // the header or idle timeout: closed quietly, as net/http does
+			return
+		}
+		if x.client.Read == loop.Waiting {
+			if x.in.empty() {
+				x.in.release(x.ls) // an idle connection holds no buffer
+			}
+			switch {
+			case x.in.end > x.in.off && !x.begun:
+				x.begun = true
+				x.l.Disarm(&x.timer)
+				x.arm(x.s.headerTimeout)
+			case !x.served:
+				x.arm(x.s.headerTimeout)
+			default:
+				if d := time.Duration(x.s.idle.Load()); d > 0 {
+					x.arm(d)
+				}
+			}
+			return
+		}
+		room := x.in.room(x.ls)
+		if room == nil {
+			x.malformed(&http1.Error{Status: 431, Why: "request head too large"})
+			return
+		}
+		n, err := loop.Read(&x.client, room)
+		if err != nil {
+			x.close(false) // the client closed, or broke the connection, between requests
+			return
+		}
+		x.in.end += n
+		x.received += int64(n)
+	}
+}
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n")
+
+// begin starts the exchange of the head in[inOff:inOff+n].
+func (x *session) begin(n int) {
+	h := &x.req
+	buf := x.in.b[x.in.off : x.in.off+n]
+	method := h.Method.Of(buf)
+	if h.Form != http1.Origin || h.Upgrade || h.Expect == http1.ExpectOther ||
+		string(method) == "CONNECT" || string(method) == "PRI" {
+		x.handOff()
+		return
+	}
+	target := h.Target.Of(buf)
+	path, err := requestPath(target)
+	if err != nil {
+		x.malformed(&http1.Error{Status: 400, Why: "the request target's path is not valid"})
+		return
+	}
+	x.in.keep(n)
+	x.reqH.Reset(buf, h.Fields)
+	x.nominate = h.Nominated(buf, x.nominate[:0])
+
+	ex := &x.ex
+	ex.Reset()
+	ex.Start = time.Now()
+	ex.Direction, ex.Port, ex.Client, ex.Upstream = x.s.direction, x.dst.Port(), x.peer, x.dst
+	ex.Method, ex.Path, ex.Target = methodName(method), path, view(target)
+	ex.Host, ex.Proto = view(h.Host.Of(buf)), protos[h.Minor]
+	ex.UserAgent, ex.ForwardedFor = x.reqH.Get("User-Agent"), x.reqH.Get("X-Forwarded-For")
+	ex.Request = &x.reqH
+	x.rt = x.s.table.Load().route(ex.Port, path)
+	ex.Route, ex.ConnectTimeout = x.rt.prefix, x.rt.connect
+
+	x.closing = h.Close || x.s.draining.Load()
+	x.reqLeft, x.chunked = max(h.Length, 0), h.Chunked
+	x.reqDone = !x.chunked && x.reqLeft == 0
+	x.expect = h.Expect == http1.ExpectContinue && !x.reqDone
+	x.begun = false
+	x.open = true
+	var v exchange.Verdict
+	x.wentOn, v = x.rt.chain.Request(ex, 0)
+	x.verdict(v)
+}
+
+var protos = [2]string{"HTTP/1.0", "HTTP/1.1"}
+
+// view is b as a string without a copy: valid while b's buffer holds the
+// exchange's head (http1.Header says the same of its values).
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// methodName is the method as a string without a copy for the usual ones.
+func methodName(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "OPTIONS":
+		return "OPTIONS"
+	}
+	return string(m)
+}
+
+// requestPath is an origin-form target's path, decoded as net/http's
+// URL.Path is: a view into the head when there is nothing to decode.
+func requestPath(target []byte) (string, error) {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	if bytes.IndexByte(target, '%') < 0 {
+		return view(target), nil
+	}
+	return url.PathUnescape(string(target))
+}
+
+// verdict carries out what the decorations decided.
+func (x *session) verdict(v exchange.Verdict) {
+	switch {
+	case v.Delay > 0:
+		x.hold = v
+		x.enter(holding)
+		x.arm(v.Delay)
+	case v.Status != 0:
+		x.reply(v.Status, v.Flag, v.Why, v.RetryAfter, x.wentOn)
+	default:
+		x.forward()
+	}
+}
+
+// held: a delay is over. A retry's backoff dials again; a decoration's
+// delay goes on with its verdict, or with the decorations after it.
+func (x *session) held() {
+	if x.retrying {
+		x.retrying = false
+		x.rt.retry.Release()
+		x.dial()
+		return
+	}
+	if x.hold.Status != 0 {
+		x.reply(x.hold.Status, x.hold.Flag, x.hold.Why, x.hold.RetryAfter, x.wentOn)
+		return
+	}
+	var v exchange.Verdict
+	x.wentOn, v = x.rt.chain.Request(&x.ex, x.wentOn+1)
+	x.verdict(v)
+}
+
+// forward sends the request to the app.
+func (x *session) forward() {
+	x.out = x.appendRequestHead(x.out[:0])
+	if x.rt.request > 0 {
+		x.l.Arm(&x.reqTimer, x.l.Now().Add(x.rt.request))
+	}
+	if x.rt.retry != nil {
+		x.rt.retry.Begin()
+		x.counted = true
+	}
+	x.sentAt = time.Now()
+	x.dial()
+}
+
+// appendRequestHead is the request's head as it goes to the app: its
+// fields as the client spelled them and the decorations changed them, less
+// the client's connection's own; HTTP/1.1, kept alive, re-framed.
+func (x *session) appendRequestHead(b []byte) []byte {
+	h, buf := &x.req, x.in.kept()
+	b = append(b, h.Method.Of(buf)...)
+	b = append(b, ' ')
+	b = append(b, h.Target.Of(buf)...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	if h.Host.Len() == 0 {
+		// HTTP/1.0 without Host: net/http's path sends the app's address.
+		b = append(b, "Host: "...)
+		b = x.dst.AppendTo(b)
+		b = append(b, '\r', '\n')
+	}
+	b = x.reqH.AppendFields(b, x.skipRequestField)
+	if x.chunked {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if te, ok := h.Field(buf, "te"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
+		b = append(b, "Te: trailers\r\n"...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// skipRequestField leaves out of the request to the app the fields of the
+// client's connection, its framing and Expect (the agent answers
+// 100-continue itself).
+func (x *session) skipRequestField(name []byte) bool {
+	if http1.Rewritten(name) || len(name) == 6 && http1.FoldEqual(name, "expect") {
+		return true
+	}
+	buf := x.in.kept()
+	for _, s := range x.nominate {
+		if http1.FoldEqual(name, string(s.Of(buf))) {
+			return true
+		}
+	}
+	return false
+}
+
+// dial takes a pooled connection to the app, or connects anew.
+func (x *session) dial() {
+	x.outOff, x.frame, x.frameOff = 0, x.frame[:0], 0
+	if a := x.ls.take(x.dst); a != nil {
+		x.app = a
+		x.l.Own(a.sock.FD, x)
+		x.enter(exchanging)
+		return
+	}
+	fd, err := loop.Connect(x.dst, x.prepare)
+	if err == nil {
+		if err = x.l.Add(fd, x); err != nil {
+			loop.Reset(fd)
+		}
+	}
+	if err != nil {
+		x.appFailed(true, "connecting to the app: "+err.Error())
+		return
+	}
+	x.app = x.ls.newApp(loop.Socket{FD: fd}, x.dst)
+	x.enter(connecting)
+	x.arm(x.rt.connect)
+}
+
+// connected waits for the connect to end.
+func (x *session) connected() {
+	switch {
+	case x.expired:
+		x.appFailed(true, "connecting to the app: timed out")
+	case x.app.sock.Write == loop.Waiting:
+		if x.client.PeerShut || x.client.Broken {
+			x.clientGone()
+		}
+	case x.app.sock.Broken:
+		err := loop.SocketError(x.app.sock.FD)
+		why := "connecting to the app: the connection broke"
+		if err != nil {
+			why = "connecting to the app: " + err.Error()
+		}
+		x.appFailed(true, why)
+	default:
+		x.enter(exchanging)
+	}
+}
+
+// dropApp closes the connection serving the request, if any.
+func (x *session) dropApp() {
+	if x.app != nil {
+		x.l.Close(x.app.sock.FD)
+		x.app = nil
+	}
+	x.rin.release(x.ls)
+}
+
+// appFailed: the app could not take or answer the request (nothing of a
+// response came). The request goes again on a fresh connection when a
+// pooled one closed under it, or as the route's retries allow; else the
+// agent answers in the app's place.
+func (x *session) appFailed(connect bool, why string) {
+	reused := x.app != nil && x.app.used
+	x.dropApp()
+	x.resp.Reset()
+	replayable := !x.upBytes && !x.expect && x.reqDone
+	if reused && !connect && replayable {
+		x.dial() // a keep-alive connection the app closed as the request went: not the app failing
+		return
+	}
+	if x.retry(connect, !connect, 0) {
+		return
+	}
+	x.ex.SetFailure(why)
+	if connect {
+		x.reply(503, exchange.UpstreamFailure, "the app is not reachable", 0, x.wentOn)
+	} else {
+		x.reply(503, exchange.UpstreamReset, "the app closed the connection before answering", 0, x.wentOn)
+	}
+}
+
+// retry starts a retry's backoff when the route's policy asks for one,
+// and says whether it did.
+func (x *session) retry(connect, reset bool, status int) bool {
+	r := x.rt.retry
+	if r == nil || !r.Retriable(x.ex.Method, !x.reqDone || x.upBytes || x.req.Length > 0 || x.chunked, false) ||
+		!r.Wants(connect, reset, status) {
+		return false
+	}
+	ok, exhausted := r.Allow(x.attempt)
+	if exhausted {
+		x.ex.AddFlag(exchange.RetriesExhausted)
+	}
+	if !ok {
+		return false
+	}
+	x.dropApp()
+	x.resp.Reset()
+	x.attempt++
+	x.retrying = true
+	x.enter(holding)
+	x.arm(r.Backoff(x.attempt - 1))
+	return true
+}
+
+// requestTimedOut: the app did not answer within the route's request
+// timeout.
+func (x *session) requestTimedOut() {
+	if x.done || x.respGot {
+		return
+	}
+	if x.retrying {
+		x.retrying = false
+		x.rt.retry.Release()
+	}
+	x.dropApp()
+	x.ex.SetFailure("request timeout")
+	x.reply(504, exchange.UpstreamTimeout, "the app did not answer within the request timeout", 0, x.wentOn)
+	x.advance()
+}
+
+// clientGone: the client left before its answer; logged 499 DC.
+func (x *session) clientGone() {
+	x.ex.AddFlag(exchange.DownstreamReset)
+	x.ex.Status = 499
+	x.respH.Reset(nil, nil)
+	x.ex.Response = &x.respH
+	x.rt.chain.Response(&x.ex, x.wentOn)
+	x.endExchange()
+	x.close(false)
+}
+
+// malformed answers a head the agent refuses, and closes the connection.
+func (x *session) malformed(err error) {
+	e, ok := err.(*http1.Error)
+	if !ok {
+		e = &http1.Error{Status: 400, Why: err.Error()}
+	}
+	ex := &x.ex
+	ex.Reset()
+	ex.Start = time.Now()
+	ex.Direction, ex.Port, ex.Client, ex.Upstream = x.s.direction, x.dst.Port(), x.peer, x.dst
+	ex.Method, ex.Path, ex.Target, ex.Proto = "-", "-", "-", "HTTP/1.1"
+	x.rt = x.s.table.Load().route(ex.Port, "")
+	x.in.forget()
+	x.reqH.Reset(nil, nil)
+	ex.Request = &x.reqH
+	x.closing = true
+	x.reqDone = false
+	x.open = true
+	x.reply(e.Status, exchange.Malformed, "malformed request: "+e.Why, 0, x.rt.chain.Observers())
+}
+
+// reply answers in the app's place: the status, the flag, and a short
+// plain-text body that says why (exchange.Reply's on net/http's path),
+// after the Response hooks of the first wentOn decorations.
+func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wentOn int) {
+	x.dropApp()
+	x.l.Disarm(&x.reqTimer)
+	ex := &x.ex
+	ex.AddFlag(f)
+	ex.Status = status
+	x.wentOn = wentOn
+	x.respH.Reset(nil, nil)
+	x.respH.Set("Content-Type", "text/plain; charset=utf-8")
+	x.respH.Set("X-Content-Type-Options", "nosniff")
+	x.respH.Set("Server", "veneer")
+	if retryAfter > 0 {
+		x.respH.Set("Retry-After", itoa(retryAfter))
+	}
+	ex.Response = &x.respH
+	x.rt.chain.Response(ex, wentOn)
+	body := []byte("veneer: " + why + "\n")
+	if ct, b, ok := ex.Replacement(); ok {
+		x.respH.Set("Content-Type", ct)
+		body = b
+	}
+	if !x.reqDone {
+		x.closing = true // the body was not read: the connection cannot go on
+	}
+	x.cout = x.appendStatusLine(x.cout, status, nil)
+	x.cout = x.respH.AppendFields(x.cout, nil)
+	x.cout = append(x.cout, "Content-Length: "...)
+	x.cout = append(x.cout, itoa(len(body))...)
+	x.cout = append(x.cout, '\r', '\n')
+	x.cout = x.appendConnection(x.cout)
+	x.cout = append(x.cout, '\r', '\n')
+	if ex.Method != "HEAD" {
+		x.cout = append(x.cout, body...)
+		ex.Sent += int64(len(body))
+	}
+	x.respGot, x.headSent, x.respDone = true, true, true
+	x.enter(exchanging)
+}
+
+// handOff gives the connection to net/http's path, with what was read and
+// not consumed replayed first: for a request the loop does not serve.
+func (x *session) handOff() {
+	pre := append([]byte(nil), x.in.pending()...)
+	fd := x.client.FD
+	x.done = true
+	x.l.Disarm(&x.timer)
+	x.l.Disarm(&x.reqTimer)
+	x.dropApp()
+	x.in.release(x.ls)
+	delete(x.ls.sessions, x)
+	x.s.liveCount.Add(-1)
+	rerr := x.l.Remove(fd)
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err == nil {
+		err = rerr
+	}
+	received, sent := x.received-int64(len(pre)), x.sent // the replay counts pre again
+	if err != nil {
+		x.s.log.Warn().Err(err).Stringer("client", x.peer).Msg("handing the connection to net/http failed")
+		if nc != nil {
+			nc.Close()
+		}
+		x.closed(received, sent, "http")
+		return
+	}
+	closed := x.closed
+	x.s.ServeConn(proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst,
+		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }})
+}
+
+// endExchange ends the exchange for the decorations: their Done hooks,
+// and the retry budget's count.
+func (x *session) endExchange() {
+	if !x.open {
+		return
+	}
+	x.open = false
+	x.rt.chain.Done(&x.ex, x.wentOn)
+	if x.counted {
+		x.counted = false
+		x.rt.retry.End()
+	}
+	if x.retrying {
+		x.retrying = false
+		x.rt.retry.Release()
+	}
+	x.l.Disarm(&x.reqTimer)
+}
+
+// finish ends an exchange whose response went out whole: the app's
+// connection back to the pool when it can serve another request, and the
+// client's next request read, unless the connection closes.
+func (x *session) finish() {
+	x.endExchange()
+	if x.app != nil {
+		if x.appKeep && x.reqDone && x.rin.off == x.rin.end {
+			a := x.app
+			x.app = nil
+			x.rin.release(x.ls)
+			x.ls.put(a)
+		} else {
+			x.dropApp()
+		}
+	}
+	x.rin.release(x.ls)
+	x.reset()
+	if x.closing {
+		x.closeWrite()
+		return
+	}
+	x.in.forget() // the head is no longer needed
+	x.enter(reading)
+}
+
+// reset clears what one exchange kept.
+func (x *session) reset() {
+	x.served = true
+	x.req.Reset()
+	x.resp.Reset()
+	x.reqDec.Reset()
+	x.respDec.Reset()
+	x.attempt, x.upBytes, x.upStop, x.expect, x.continued = 0, false, false, false, false
+	x.respGot, x.headSent, x.respDone, x.drop, x.appKeep, x.chunkOut = false, false, false, false, false, false
+	x.mode, x.respLeft = noBody, 0
+	x.cout, x.coutOff = x.cout[:0], 0
+	x.out, x.outOff, x.frame, x.frameOff = x.out[:0], 0, x.frame[:0], 0
+	if cap(x.cout) > 64<<10 {
+		x.cout = nil // a large answer: not kept for the connection's life
+	}
+	if cap(x.frame) > 64<<10 {
+		x.frame = nil
+	}
+}
+
+// closeWrite ends a connection after its last response: the write side
+// shut, then what the client still sends read off for a while.
+func (x *session) closeWrite() {
+	loop.ShutdownWrite(x.client.FD)
+	x.enter(lingering)
+	x.arm(lingerFor)
+	x.linger()
+}
+
+func (x *session) linger() {
+	for !x.expired {
+		if x.client.Read == loop.Waiting {
+			return
+		}
+		x.in.off, x.in.end = 0, 0 // what it sends now is dropped
+		n, err := loop.Read(&x.client, x.in.room(x.ls))
+		if err != nil {
+			break
+		}
+		x.received += int64(n)
+	}
+	x.close(false)
+}
+
+// close ends the session, with an RST when reset.
+func (x *session) close(reset bool) {
+	if x.done {
+		return
+	}
+	x.done = true
+	x.l.Disarm(&x.timer)
+	x.l.Disarm(&x.reqTimer)
+	x.dropApp()
+	x.in.release(x.ls)
+	if reset {
+		x.l.Reset(x.client.FD)
+	} else {
+		x.l.Close(x.client.FD)
+	}
+	delete(x.ls.sessions, x)
+	x.s.liveCount.Add(-1)
+	x.closed(x.received, x.sent, "http")
+}
+
+// idle says whether the session waits for a request with nothing of one
+// read: the drain may close it.
+func (x *session) idle() bool { return x.phase == reading && x.in.empty() }
