@@ -130,12 +130,19 @@ type Exchange struct {
 	W *Writer
 	w Writer // W's memory: one allocation for both
 
+	id [36]byte // IDMemory's
+
 	flags        atomic.Uint32
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
 	received     atomic.Int64 // request body bytes read from the client
 	bodyErr      atomic.Pointer[error]
 	failure      atomic.Pointer[string] // why the app could not answer
 }
+
+// IDMemory is room for an id a decoration makes for this exchange (the
+// request id): a string viewing it is valid for the exchange's life, so
+// making one allocates nothing.
+func (e *Exchange) IDMemory() *[36]byte { return &e.id }
 
 // Reset makes e a fresh record for the next exchange of the event loop's
 // path, which keeps one per connection.

@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
 // everyDecoration is make bench's config with every decoration configured
@@ -23,8 +22,8 @@ import (
 const everyDecoration = "../../test/bench/every.yaml"
 
 // BenchmarkServe is one keep-alive GET through the whole HTTP path (the
-// net/http server, the chain, the pooled connection to the app) and its 1 KiB
-// response. Client and app are raw loops over loopback that allocate
+// proxy's loop, the chain, the loop's pooled connection to the app) and its
+// 1 KiB response. Client and app are raw loops over loopback that allocate
 // nothing per request, so allocs/op are the agent's:
 //
 //	go test -run '^$' -bench Serve -benchmem -count 10 ./pkg/httpproxy | benchstat -col /chain -
@@ -51,13 +50,16 @@ func BenchmarkServe(b *testing.B) {
 				b.Fatal(err)
 			}
 			go s.Serve()
-			defer s.Shutdown(b.Context())
+			addr := onLoop(b, s, app)
 
 			req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-			// A client connection handed to s, and its loop of requests.
+			// A client connection through the proxy, and its loop of requests.
 			connect := func() (net.Conn, *bufio.Reader) {
-				client, agentSide := loopbackPair(b)
-				s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: app})
+				client, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(addr))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { client.Close() })
 				return client, bufio.NewReader(client)
 			}
 			get := func(client net.Conn, br *bufio.Reader) error {

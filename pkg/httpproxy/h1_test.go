@@ -66,9 +66,17 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 	}
 	go s.Serve()
 	appAddr := netip.MustParseAddrPort(a.Listener.Addr().String())
+	return &loopServer{s: s, app: appAddr, access: access, proxy: onLoop(t, s, appAddr)}
+}
+
+// onLoop puts a proxy on an event loop of its own in front of s, with app
+// as the original destination of every connection (the agent's data path),
+// and returns its address. Cleanup drains both.
+func onLoop(t testing.TB, s *Server, app netip.AddrPort) netip.AddrPort {
+	t.Helper()
 	p, err := proxy.New(proxy.Config{
 		HTTP:        s,
-		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return appAddr, nil },
+		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return app, nil },
 		IsProbe:     func(netip.AddrPort) bool { return false },
 	}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
@@ -79,7 +87,6 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := netip.MustParseAddrPort(ln.Addr().String())
 	go p.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -88,7 +95,7 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 		s.Shutdown(ctx)
 		p.Shutdown(ctx)
 	})
-	return &loopServer{s: s, app: appAddr, access: access, proxy: addr}
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 // conn opens a client connection through the proxy, with a deadline. It

@@ -62,10 +62,13 @@ func (l *Log) Done(ex *exchange.Exchange) {
 		reqID = ex.Request.Get("X-Request-Id")
 	}
 	// Times and addresses are appended as JSON strings in place (they need
-	// no escaping): formatting them to strings first would allocate.
+	// no escaping): formatting them to strings first would allocate, and
+	// so would a buffer the compiler cannot keep on the stack (one passed
+	// through a closure).
 	var buf [64]byte
+	b := append(ex.Start.UTC().AppendFormat(append(buf[:0], '"'), time.RFC3339Nano), '"')
 	e := l.log.Log().
-		RawJSON(fStart, quoted(buf[:0], func(b []byte) []byte { return ex.Start.UTC().AppendFormat(b, time.RFC3339Nano) })).
+		RawJSON(fStart, b).
 		Str(fMethod, ex.Method).
 		Str(fPath, ex.Target).
 		Str(fProto, ex.Proto).
@@ -84,17 +87,12 @@ func (l *Log) Done(ex *exchange.Exchange) {
 		Str(fReqID, reqID).
 		Str(fAuth, ex.Host).
 		Str(fDir, ex.Direction)
-	e.RawJSON(fUpHost, quoted(buf[:0], ex.Upstream.AppendTo))
-	e.RawJSON(fClient, quoted(buf[:0], ex.Client.AppendTo))
+	e.RawJSON(fUpHost, append(ex.Upstream.AppendTo(append(buf[:0], '"')), '"'))
+	e.RawJSON(fClient, append(ex.Client.AppendTo(append(buf[:0], '"')), '"'))
 	if f := ex.Failure(); f != "" {
 		e = e.Str(fFailure, f)
 	}
 	e.Send()
-}
-
-// quoted is what app appends to b, in double quotes.
-func quoted(b []byte, app func([]byte) []byte) []byte {
-	return append(app(append(b, '"')), '"')
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -12,6 +12,7 @@ package requestid
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"unsafe"
 
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
@@ -37,7 +38,7 @@ func (d *IDs) Request(x *exchange.Exchange) exchange.Verdict {
 	if d.requestID {
 		id := x.Request.Get(HeaderRequestID)
 		if id == "" {
-			id = uuid()
+			id = uuidIn(x.IDMemory())
 			x.Request.Set(HeaderRequestID, id)
 		}
 		x.RequestID = id
@@ -101,12 +102,12 @@ func allZero(s string) bool {
 }
 
 // uuid is a random (version 4) UUID.
-func uuid() string {
+// uuidIn writes a random (version 4) UUID into s and returns it, a view of s.
+func uuidIn(s *[36]byte) string {
 	var b [16]byte
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
 	s[8] = '-'
 	hex.Encode(s[9:13], b[4:6])
@@ -116,5 +117,5 @@ func uuid() string {
 	hex.Encode(s[19:23], b[8:10])
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
-	return string(s[:])
+	return unsafe.String(&s[0], len(s))
 }
