@@ -1,13 +1,20 @@
-// Package httpproxy is the agent's HTTP path: connections the proxy found to
-// carry HTTP are handed over here, served by a loop of its own (HTTP/1.0,
-// 1.1 with keep-alive) or by net/http (what the loop passes on: upgrades,
-// h2c, heads to refuse), run through the decoration chain of their port and
-// path, and forwarded to the app over pooled keep-alive connections.
+// Package httpproxy is the agent's HTTP path: connections the proxy found
+// to carry HTTP are served here, each request run through the decoration
+// chain of its port and path (pkg/decor) and forwarded to the app over
+// pooled keep-alive connections.
 //
-//	h, err := httpproxy.New(log, accessLog, registry)
-//	err = h.Apply(cfg)                                // at start and on reload
-//	go h.Serve()
-//	h.ServeConn(conn, client, dst, app)               // from the proxy, per connection
+// HTTP/1 is served on the event loop that accepted the connection
+// (session_linux.go, exchange_linux.go): heads parsed in place by pkg/http1,
+// bodies streamed and re-framed, the loop's own connections to the app,
+// every wait a socket edge or a loop timer. What the loop does not serve
+// (h2c, upgrades, CONNECT, absolute-form targets, tproxy mode and the PROXY
+// protocol) it hands to net/http's path with the bytes it read replayed:
+// Go's HTTP server, the same chain, and net/http's transports.
+//
+//	h, err := httpproxy.New(log, httpproxy.Options{Access: accessLog}, registry)
+//	err = h.Apply(cfg)                          // at start and on reload
+//	go h.Serve()                                // net/http's path
+//	proxy.New(proxy.Config{HTTP: h, ...})       // the proxy calls h.ServeLoop or h.ServeConn per connection
 //	h.Shutdown(ctx)
 package httpproxy
 
