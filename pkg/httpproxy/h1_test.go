@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,42 +107,6 @@ func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
 	t.Cleanup(func() { c.SetLinger(0); c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c, bufio.NewReader(c)
-}
-
-// handedConn opens a client connection handed straight to net/http's
-// path, as the loop hands off what it does not serve.
-func (l *loopServer) handedConn(t testing.TB) (net.Conn, *bufio.Reader) {
-	client, agentSide := loopbackPair(t)
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	l.s.ServeConn(proxy.Handoff{Conn: agentSide, Client: netip.MustParseAddrPort(client.LocalAddr().String()), Dst: l.app})
-	return client, bufio.NewReader(client)
-}
-
-// unixConn is conn over a Unix socket pair, which leaves no TIME_WAIT
-// behind: the fuzzer opens thousands of connections a second, and over
-// loopback TCP they filled the port range until connect() stalled for
-// seconds (taken for hangs).
-func (l *loopServer) unixConn(t testing.TB) (net.Conn, *bufio.Reader) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fds[0])
-	syscall.CloseOnExec(fds[1])
-	var ends [2]net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		ends[i], err = net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	client := ends[0]
-	t.Cleanup(func() { client.Close() })
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	l.s.ServeConn(proxy.Handoff{Conn: ends[1], Client: netip.MustParseAddrPort("192.0.2.1:40000"), Dst: l.app})
-	return client, bufio.NewReader(client)
 }
 
 // roundTrip writes raw and reads one response to a request of method.
