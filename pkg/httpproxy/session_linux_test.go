@@ -1,0 +1,94 @@
+package httpproxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/config"
+)
+
+// closingApp answers one request per connection, then closes the
+// connection after idle, as an app with a short keep-alive timeout does.
+func closingApp(t *testing.T, idle time.Duration) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(idle)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// pooled counts the loops' idle connections to dst.
+func (s *Server) pooled(dst netip.AddrPort) int {
+	n := 0
+	s.eachLoop(func(ls *loopState) { n += len(ls.idle[dst]) })
+	return n
+}
+
+// An app closing an idle pooled connection is seen at once (its RDHUP),
+// and the next request goes on a fresh connection: no 503 for a close the
+// agent could have known about, and nothing left in the pool.
+func TestPooledConnectionClosedByTheApp(t *testing.T) {
+	app := closingApp(t, 50*time.Millisecond)
+	s, err := New(zerolog.Nop(), Options{Access: zerolog.New(io.Discard)}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte("default: {protocol: http}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	addr := onLoop(t, s, app)
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		resp, body := roundTrip(t, c, br, "GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
+		}
+		if n := s.pooled(app); n != 1 {
+			t.Errorf("after request %d: %d pooled connections; want the one that served it", i, n)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for s.pooled(app) != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := s.pooled(app); n != 0 {
+			t.Fatalf("the app closed its idle connection; the pool still holds %d", n)
+		}
+	}
+}
