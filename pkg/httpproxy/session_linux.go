@@ -139,10 +139,10 @@ func (s *Server) ServeLoop(c proxy.LoopConn) {
 	c.Loop.Own(c.Client.FD, x)
 	if c.App.FD >= 0 {
 		// Dialled while sniffing: the first request's.
+		// Pooled, so that it is watched and timed like any idle one.
 		a := ls.newApp(c.App, c.Dst)
-		a.pooled = true
-		ls.idle[c.Dst] = append(ls.idle[c.Dst], a)
-		c.Loop.Own(a.sock.FD, a)
+		ls.put(a)
+		a.used = false
 	}
 	if len(c.Pre) > 0 {
 		x.in.room(ls)
