@@ -1,6 +1,8 @@
 package httpproxy
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -156,7 +158,7 @@ func (x *session) upBroke(err error) {
 // a cut request, which it cannot take for a whole one); after, the
 // connection ends.
 func (x *session) bodyFailed(why string) {
-	x.ex.SetBodyErr(errString(why))
+	x.ex.SetBodyErr(errors.New(why))
 	x.ex.SetFailure(why)
 	if x.headSent {
 		x.abort(exchange.DownstreamReset)
@@ -165,10 +167,6 @@ func (x *session) bodyFailed(why string) {
 	x.closing = true
 	x.reply(http.StatusBadRequest, exchange.Malformed, "malformed or stalled request body", 0, x.wentOn)
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 // recvDown reads the app's response and sends it to the client.
 func (x *session) recvDown() {
@@ -401,12 +399,14 @@ func (x *session) gotHead(n int) {
 // of the app's connection and its transfer coding (the agent frames the
 // body for the client's connection).
 func (x *session) skipResponseField(name []byte) bool {
-	if http1.Rewritten(name) {
-		return true
-	}
-	buf := x.rin.kept()
-	for _, s := range x.respNominate {
-		if http1.FoldEqual(name, string(s.Of(buf))) {
+	return http1.Rewritten(name) || named(name, x.rin.kept(), x.respNominate)
+}
+
+// named says whether name is among the field names at spans of buf (those
+// a Connection field listed).
+func named(name, buf []byte, spans []http1.Span) bool {
+	for _, s := range spans {
+		if bytes.EqualFold(name, s.Of(buf)) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -433,16 +434,7 @@ func (x *session) appendRequestHead(b []byte) []byte {
 // client's connection, its framing and Expect (the agent answers
 // 100-continue itself).
 func (x *session) skipRequestField(name []byte) bool {
-	if http1.Rewritten(name) || len(name) == 6 && http1.FoldEqual(name, "expect") {
-		return true
-	}
-	buf := x.in.kept()
-	for _, s := range x.nominate {
-		if http1.FoldEqual(name, string(s.Of(buf))) {
-			return true
-		}
-	}
-	return false
+	return http1.Rewritten(name) || http1.FoldEqual(name, "expect") || named(name, x.in.kept(), x.nominate)
 }
 
 // dial takes a pooled connection to the app, or connects anew.
@@ -610,7 +602,7 @@ func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wen
 	x.respH.Set("X-Content-Type-Options", "nosniff")
 	x.respH.Set("Server", "veneer")
 	if retryAfter > 0 {
-		x.respH.Set("Retry-After", itoa(retryAfter))
+		x.respH.Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	ex.Response = &x.respH
 	x.rt.chain.Response(ex, wentOn)
@@ -625,7 +617,7 @@ func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wen
 	x.cout = x.appendStatusLine(x.cout, status, nil)
 	x.cout = x.respH.AppendFields(x.cout, nil)
 	x.cout = append(x.cout, "Content-Length: "...)
-	x.cout = append(x.cout, itoa(len(body))...)
+	x.cout = strconv.AppendInt(x.cout, int64(len(body)), 10)
 	x.cout = append(x.cout, '\r', '\n')
 	x.cout = x.appendConnection(x.cout)
 	x.cout = append(x.cout, '\r', '\n')
