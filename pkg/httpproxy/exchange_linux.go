@@ -34,6 +34,10 @@ func (x *session) exchange() {
 		return
 	}
 	if x.respDone && x.coutOff == len(x.cout) {
+		if x.switched {
+			x.startTunnel()
+			return
+		}
 		if !x.reqDone || x.upStop {
 			// The app answered before it took the whole body: the rest
 			// of it cannot be told from the next request.
@@ -316,7 +320,11 @@ func (x *session) gotHead(n int) {
 	buf := x.rin.b[x.rin.off : x.rin.off+n]
 	if h.Status < 200 {
 		if h.Status == http.StatusSwitchingProtocols {
-			x.badResponse("101 Switching Protocols to a request without Upgrade")
+			if !x.req.Upgrade {
+				x.badResponse("101 Switching Protocols to a request without Upgrade")
+				return
+			}
+			x.switchProtocols(n)
 			return
 		}
 		if h.Status != http.StatusContinue {

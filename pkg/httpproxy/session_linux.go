@@ -25,8 +25,10 @@ import (
 //
 // What the loop does not serve goes to net/http's path with the bytes read
 // so far, at a request boundary, for the rest of the connection's life: a
-// request in absolute or authority form (a proxy's), CONNECT, an Upgrade,
-// an Expect other than 100-continue, and HTTP/2's preface (h2c).
+// request in absolute or authority form (a proxy's), CONNECT, an Upgrade
+// with a body, an Expect other than 100-continue, and HTTP/2's preface
+// (h2c). An Upgrade the app takes (its 101) turns the connection into a
+// tunnel on the loop: bytes both ways, as a connection forwarded as TCP.
 
 // phase is where a session stands; each has its own deadline on timer.
 type phase uint8
@@ -37,6 +39,7 @@ const (
 	connecting              // a non-blocking connect to the app
 	exchanging              // the request to the app, its response to the client
 	lingering               // closing: the write side shut, the client's last bytes read off
+	tunneling               // after a 101: bytes both ways until both ends close
 )
 
 // lingerFor is how long a closing connection reads off what the client
@@ -114,6 +117,12 @@ type session struct {
 	appKeep      bool   // the app's connection may serve another request
 	cout         []byte // for the client: heads, framing, the agent's answers
 	coutOff      int
+	switched     bool // the app took the Upgrade: a tunnel once its 101 is out
+
+	// The tunnel after a 101: client to app, app to client.
+	up, down loop.Flow
+	preUp    int64      // bytes of up that came with the request head, counted already
+	again    loop.Timer // another turn for a flow that yielded
 }
 
 // bodyMode is how a response's body is delimited.
@@ -131,12 +140,19 @@ type requestTimer session
 
 func (r *requestTimer) Expire() { (*session)(r).requestTimedOut() }
 
+// tunnelAgain is a session seen by its again timer: a flow of its tunnel
+// yielded on the last turn, and pumps on now.
+type tunnelAgain session
+
+func (t *tunnelAgain) Expire() { (*session)(t).advance() }
+
 // ServeLoop serves an HTTP connection on the loop that accepted it.
 func (s *Server) ServeLoop(c proxy.LoopConn) {
 	ls := s.loopOf(c.Loop)
 	x := &session{s: s, ls: ls, l: c.Loop, client: c.Client, peer: c.Peer, dst: c.Dst, prepare: c.Prepare, closed: c.Closed}
 	x.timer.SetExpirer(x)
 	x.reqTimer.SetExpirer((*requestTimer)(x))
+	x.again.SetExpirer((*tunnelAgain)(x))
 	c.Loop.Own(c.Client.FD, x)
 	if c.App.FD >= 0 {
 		// Dialled while sniffing: the first request's.
@@ -208,6 +224,8 @@ func (x *session) advance() {
 			x.exchange()
 		case lingering:
 			x.linger()
+		case tunneling:
+			x.tunnel()
 		}
 		if x.epoch == e {
 			return
@@ -278,7 +296,7 @@ func (x *session) begin(n int) {
 	h := &x.req
 	buf := x.in.b[x.in.off : x.in.off+n]
 	method := h.Method.Of(buf)
-	if h.Form != http1.Origin || h.Upgrade || h.Expect == http1.ExpectOther ||
+	if h.Form != http1.Origin || h.Upgrade && (h.Length > 0 || h.Chunked) || h.Expect == http1.ExpectOther ||
 		string(method) == "CONNECT" || string(method) == "PRI" {
 		x.handOff()
 		return
@@ -427,13 +445,19 @@ func (x *session) appendRequestHead(b []byte) []byte {
 	if te, ok := h.Field(buf, "te"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		b = append(b, "Te: trailers\r\n"...)
 	}
+	if h.Upgrade {
+		b = append(b, "Connection: Upgrade\r\n"...)
+	}
 	return append(b, '\r', '\n')
 }
 
 // skipRequestField leaves out of the request to the app the fields of the
 // client's connection, its framing and Expect (the agent answers
-// 100-continue itself).
+// 100-continue itself); an Upgrade the client asks for goes on.
 func (x *session) skipRequestField(name []byte) bool {
+	if x.req.Upgrade && http1.FoldEqual(name, "upgrade") {
+		return false
+	}
 	return http1.Rewritten(name) || http1.FoldEqual(name, "expect") || named(name, x.in.kept(), x.nominate)
 }
 
@@ -714,7 +738,7 @@ func (x *session) reset() {
 	x.reqDec.Reset()
 	x.respDec.Reset()
 	x.attempt, x.upBytes, x.upStop, x.expect, x.continued = 0, false, false, false, false
-	x.respGot, x.headSent, x.respDone, x.drop, x.appKeep, x.chunkOut = false, false, false, false, false, false
+	x.respGot, x.headSent, x.respDone, x.drop, x.appKeep, x.chunkOut, x.switched = false, false, false, false, false, false, false
 	x.mode, x.respLeft = noBody, 0
 	x.cout, x.coutOff = x.cout[:0], 0
 	x.out, x.outOff, x.frame, x.frameOff = x.out[:0], 0, x.frame[:0], 0
@@ -758,6 +782,13 @@ func (x *session) close(reset bool) {
 	x.done = true
 	x.l.Disarm(&x.timer)
 	x.l.Disarm(&x.reqTimer)
+	if x.phase == tunneling {
+		x.settleTunnel()
+	}
+	if reset && x.app != nil {
+		x.l.Reset(x.app.sock.FD)
+		x.app = nil
+	}
 	x.dropApp()
 	x.in.release(x.ls)
 	if reset {

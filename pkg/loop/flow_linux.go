@@ -137,6 +137,23 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
 	}
 }
 
+// Load puts b, bytes already read from the source by the flow's owner,
+// ahead of what the flow reads next: a connection that becomes a tunnel
+// after an exchange (an HTTP Upgrade) passes on what came with the last
+// head. b must fit in a buffer (BufSize) with what is pending.
+func (f *Flow) Load(l *Loop, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if f.buf == nil {
+		f.buf = l.getBuf()
+	}
+	if copy(f.buf[f.end:], b) < len(b) {
+		panic("loop: Flow.Load over a buffer")
+	}
+	f.end += len(b)
+}
+
 // Fill reads once from src into the pending buffer, up to max bytes held in
 // all, without writing anything: what a sniff does before it knows where
 // the bytes go. The EOF is noted in f.EOF.

@@ -207,23 +207,18 @@ func (c *conn) forward() verdict {
 		c.l.Arm(&c.timer, c.lastMoved.Add(idle))
 	}
 	moved := c.up.Moved + c.down.Moved
-	// A flow that ends after the other one passes its EOF on by the close
-	// that follows at once, not by a shutdown of its own.
-	up, _ := c.up.Pump(c.l, &c.client, &c.app, c.down.Shut)
-	down, _ := c.down.Pump(c.l, &c.app, &c.client, c.up.Shut)
+	end := loop.PumpPair(c.l, &c.up, &c.down, &c.client, &c.app)
 	if c.up.Moved+c.down.Moved != moved {
 		c.lastMoved = c.l.Now()
 	}
-	switch {
-	case up == loop.ReadFailed || down == loop.WriteFailed:
+	switch end {
+	case loop.ClientBroke:
 		c.finish(endClientReset, true)
-	case up == loop.WriteFailed || down == loop.ReadFailed:
+	case loop.AppBroke:
 		c.finish(endAppReset, true)
-	case up == loop.Finished && down == loop.Finished:
+	case loop.Closed:
 		c.finish(endEOF, false)
-	case up == loop.Yielded || down == loop.Yielded:
-		// Another turn, after the other connections: no edge will come
-		// for what is ready already.
+	case loop.Again:
 		c.l.Arm(&c.again, c.l.Now())
 		return wait
 	default:
