@@ -38,6 +38,8 @@ var (
 	only     = flag.String("cases", "", "measure only the cases whose names match this regular expression")
 	workers2 = flag.Bool("two-workers", false, "also measure veneer tcp and http with --workers 2, beside the default one")
 	compare  = flag.String("compare", "", "another veneer-agent binary (an older build, say) to measure as tcp and http cases beside this one")
+	profiles = flag.String("profile", "", "write a CPU profile of each veneer case's wrk run (pprof, from its admin port) to this folder")
+	perfStat = flag.Bool("perf", false, "count each proxy's syscalls and context switches during the wrk run (perf stat), per request")
 )
 
 // A case is one way to reach the app: a REDIRECT target (0: no capture).
@@ -52,6 +54,7 @@ type proxyCase struct {
 	bare   bool
 	stdout io.Writer // where the proxy's output goes; nil: /dev/null
 	proc   *exec.Cmd
+	admin  int // veneer's --admin-local port, on the pod's loopback; 0 for the others
 }
 
 //go:embed every.yaml
@@ -61,6 +64,7 @@ type result struct {
 	rps, p50, p90, p99, streamMBps []float64
 	cpuPerReq                      []float64 // µs of proxy CPU per request served by wrk
 	cpuPer1k                       []float64 // cores of proxy CPU at fortio's 1,000 req/s
+	syscallsPerReq, switchesPerReq []float64 // perf stat's counts during the wrk run, per request (-perf)
 	rssFresh, rssIdle, rss1k       float64
 }
 
@@ -129,8 +133,8 @@ func run() error {
 	veneerBinary := func(binary, name string, port int, config string, flags ...string) *proxyCase {
 		a := port - 15006 + 15000
 		cmd := []string{binary, "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
-			"--admin-local", "", "--outbound-listen", "", "--config", config, "--max-connections", "0"}
-		return &proxyCase{name: name, port: port, cmd: append(cmd, flags...), uid: 1337, app: "fast", stdout: io.Discard}
+			"--admin-local", fmt.Sprintf("127.0.0.1:%d", a+3000), "--outbound-listen", "", "--config", config, "--max-connections", "0"}
+		return &proxyCase{name: name, port: port, cmd: append(cmd, flags...), uid: 1337, app: "fast", stdout: io.Discard, admin: a + 3000}
 	}
 	veneer := func(name string, port int, config string, flags ...string) *proxyCase {
 		return veneerBinary(abs("veneer-agent"), name, port, config, flags...)
@@ -244,10 +248,34 @@ func run() error {
 				return err
 			}
 			rr := res[c.name]
+			var counts func() (map[string]float64, error)
+			if *perfStat && c.proc != nil && !c.bare {
+				if counts, err = countEvents(c.proc); err != nil {
+					return fmt.Errorf("%s: perf stat: %w", c.name, err)
+				}
+			}
+			var profiled chan error
+			if *profiles != "" && c.admin != 0 {
+				profiled = make(chan error, 1)
+				go func() { profiled <- profile(pod, c, r) }()
+			}
 			cpu0 := cpuSeconds(c.proc)
 			rps, requests, err := wrk(pod, url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: wrk: %w", c.name, err)
+			}
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					return fmt.Errorf("%s: profile: %w", c.name, err)
+				}
+			}
+			if counts != nil {
+				n, err := counts()
+				if err != nil {
+					return fmt.Errorf("%s: perf stat: %w", c.name, err)
+				}
+				rr.syscallsPerReq = append(rr.syscallsPerReq, n["raw_syscalls:sys_enter"]/requests)
+				rr.switchesPerReq = append(rr.switchesPerReq, n["context-switches"]/requests)
 			}
 			rr.rps = append(rr.rps, rps)
 			cpu1 := cpuSeconds(c.proc)
@@ -401,6 +429,57 @@ func holdConnections(pod *localpod.Pod, url string, n int) func() {
 	}
 }
 
+// profile writes a CPU profile of veneer case c for about a wrk run, from
+// its admin port, to -profile's folder as "NAME-ROUND.pprof".
+func profile(pod *localpod.Pod, c *proxyCase, round int) error {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, c.name)
+	path, _ := filepath.Abs(filepath.Join(*profiles, fmt.Sprintf("%s-%d.pprof", name, round)))
+	secs := max(1, int(duration.Seconds()))
+	out, err := runIn(pod.Pod, exec.Command("curl", "-sf", "-o", path,
+		fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", c.admin, secs)), 0)
+	if err != nil {
+		return fmt.Errorf("%v %s", err, out)
+	}
+	return nil
+}
+
+// countEvents starts perf stat on a proxy's processes (every thread) for
+// about the length of a wrk run; the function it returns waits for it and
+// gives its counts by event.
+func countEvents(c *exec.Cmd) (func() (map[string]float64, error), error) {
+	var pids []string
+	for _, p := range tree(c.Process.Pid) {
+		pids = append(pids, strconv.Itoa(p))
+	}
+	var out strings.Builder
+	cmd := exec.Command("perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches", "-p", strings.Join(pids, ","),
+		"--", "sleep", strconv.FormatFloat(duration.Seconds(), 'f', 3, 64))
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() (map[string]float64, error) {
+		if err := cmd.Wait(); err != nil {
+			return nil, fmt.Errorf("%v: %s", err, out.String())
+		}
+		n := map[string]float64{}
+		for _, line := range strings.Split(out.String(), "\n") {
+			// value,unit,event,...
+			if f := strings.Split(line, ","); len(f) >= 3 {
+				if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+					n[f[2]] = v
+				}
+			}
+		}
+		return n, nil
+	}, nil
+}
+
 // cpuSeconds is the CPU time of a process and its children (nginx's and
 // haproxy's workers), from /proc.
 func cpuSeconds(c *exec.Cmd) float64 {
@@ -514,5 +593,16 @@ func report(cases []*proxyCase, res map[string]*result) {
 			row += "- | - |"
 		}
 		fmt.Println(row)
+	}
+	if !*perfStat {
+		return
+	}
+	fmt.Print("\nperf stat on each proxy's processes during the wrk run, per request served:\n\n")
+	fmt.Println("| case | syscalls per request | context switches per request |")
+	fmt.Println("| --- | --- | --- |")
+	for _, c := range cases {
+		if r := res[c.name]; len(r.syscallsPerReq) > 0 {
+			fmt.Printf("| %s | %.2f | %.3f |\n", c.name, median(r.syscallsPerReq), median(r.switchesPerReq))
+		}
 	}
 }
