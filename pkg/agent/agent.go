@@ -30,8 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/envflag"
+	"github.com/veneermesh/veneer/pkg/logsink"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -134,6 +134,11 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	return o, nil
 }
 
+// accessLimit bounds the access log lines held while stdout is slow: at
+// 20,000 requests a second, about half a second of them. Past it lines are
+// dropped, counted and the count logged.
+const accessLimit = 4 << 20
+
 // Run serves until ctx is done, then drains: /ready turns 503, the listener
 // closes, and open connections get DrainTimeout to finish before they are
 // closed. A drain that had to close connections is still a clean exit.
@@ -156,9 +161,9 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	// Written out within a second, not a write(2) per request; what is held
-	// is written when Run returns.
-	accessOut := accesslog.NewBuffered(o.AccessLog, time.Second)
+	// Written out off the loops, within a second or per 64 KiB, not a
+	// write(2) per request; what is held is written when Run returns.
+	accessOut := logsink.NewWith(o.AccessLog, logsink.Options{Gather: time.Second, Limit: accessLimit})
 	defer accessOut.Close()
 	loops, loopStopped, err := startLoops(runtime.GOMAXPROCS(0))
 	if err != nil {

@@ -80,6 +80,47 @@ func TestWritesOutSoon(t *testing.T) {
 	t.Fatalf("output = %q; want both lines, in order", b.String())
 }
 
+// A batch's worth held is written out at once, not after Gather; and Close
+// does not wait out Gather either.
+func TestWritesABatchAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	var b bytes.Buffer
+	s := NewWith(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return b.Write(p) }),
+		Options{Gather: time.Hour, Batch: 4096})
+	line := strings.Repeat("x", 99) + "\n"
+	for range 50 { // 5,000 bytes: over the batch
+		s.Write([]byte(line))
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := b.Len()
+		mu.Unlock()
+		if n > 0 {
+			if n%len(line) != 0 {
+				t.Errorf("%d bytes written: a line was split", n)
+			}
+			break
+		}
+	}
+	mu.Lock()
+	n := b.Len()
+	mu.Unlock()
+	if n < 4096 {
+		t.Fatalf("%d bytes written out with 5,000 held and a batch of 4,096; want the batch written at once", n)
+	}
+	s.Write([]byte("last\n"))
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for Gather (an hour)")
+	}
+	if !strings.HasSuffix(b.String(), "last\n") || strings.Count(b.String(), line) != 50 {
+		t.Errorf("after Close: %d bytes, want every line", b.Len())
+	}
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
