@@ -65,6 +65,7 @@ type result struct {
 	cpuPerReq                      []float64 // µs of proxy CPU per request served by wrk
 	cpuPer1k                       []float64 // cores of proxy CPU at fortio's 1,000 req/s
 	syscallsPerReq, switchesPerReq []float64 // perf stat's counts during the wrk run, per request (-perf)
+	machinePerReq                  []float64 // µs of every core's busy time per request during the wrk run (-perf)
 	rssFresh, rssIdle, rss1k       float64
 }
 
@@ -259,7 +260,7 @@ func run() error {
 				profiled = make(chan error, 1)
 				go func() { profiled <- profile(pod, c, r) }()
 			}
-			cpu0 := cpuSeconds(c.proc)
+			cpu0, busy0 := cpuSeconds(c.proc), busySeconds()
 			rps, requests, err := wrk(pod, url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: wrk: %w", c.name, err)
@@ -276,6 +277,7 @@ func run() error {
 				}
 				rr.syscallsPerReq = append(rr.syscallsPerReq, n["raw_syscalls:sys_enter"]/requests)
 				rr.switchesPerReq = append(rr.switchesPerReq, n["context-switches"]/requests)
+				rr.machinePerReq = append(rr.machinePerReq, (busySeconds()-busy0)/requests*1e6)
 			}
 			rr.rps = append(rr.rps, rps)
 			cpu1 := cpuSeconds(c.proc)
@@ -480,6 +482,24 @@ func countEvents(c *exec.Cmd) (func() (map[string]float64, error), error) {
 	}, nil
 }
 
+// busySeconds is the time every core has been busy (not idle, not waiting
+// for I/O): the client's, the proxy's, the app's and the kernel's work.
+func busySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	busy := 0.0
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is in user already
+			busy += v
+		}
+	}
+	return busy / 100 // USER_HZ
+}
+
 // cpuSeconds is the CPU time of a process and its children (nginx's and
 // haproxy's workers), from /proc.
 func cpuSeconds(c *exec.Cmd) float64 {
@@ -598,11 +618,11 @@ func report(cases []*proxyCase, res map[string]*result) {
 		return
 	}
 	fmt.Print("\nperf stat on each proxy's processes during the wrk run, per request served:\n\n")
-	fmt.Println("| case | syscalls per request | context switches per request |")
-	fmt.Println("| --- | --- | --- |")
+	fmt.Println("| case | syscalls per request | context switches per request | machine CPU µs per request (client, proxy, app, kernel) |")
+	fmt.Println("| --- | --- | --- | --- |")
 	for _, c := range cases {
 		if r := res[c.name]; len(r.syscallsPerReq) > 0 {
-			fmt.Printf("| %s | %.2f | %.3f |\n", c.name, median(r.syscallsPerReq), median(r.switchesPerReq))
+			fmt.Printf("| %s | %.2f | %.3f | %.1f |\n", c.name, median(r.syscallsPerReq), median(r.switchesPerReq), median(r.machinePerReq))
 		}
 	}
 }
