@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/inject"
 )
 
@@ -90,7 +91,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 				t.Errorf("%s document %d (%s): %v", path, i+1, tm.Kind, err)
 			}
 			if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == inject.ConfigMapName {
-				if _, err := config.Parse([]byte(cm.Data["config.yaml"])); err != nil {
+				if _, err := config.Parse([]byte(cm.Data["config.yaml"]), decor.Schema); err != nil {
 					t.Errorf("%s: the agent's config does not parse: %v", path, err)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
@@ -19,15 +20,15 @@ import (
 // when there is no file.
 func loadConfig(path string, log zerolog.Logger) (*config.Config, error) {
 	if path == "" {
-		return config.Default(), nil
+		return config.Default(decor.Schema), nil
 	}
-	c, err := config.Load(path)
+	c, err := config.Load(path, decor.Schema)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		// An optional ConfigMap not created (yet): the defaults, until
 		// the file appears.
 		log.Warn().Str("config", path).Msg("no config file; running with the defaults until it appears")
-		return config.Default(), nil
+		return config.Default(decor.Schema), nil
 	case err != nil:
 		return nil, fmt.Errorf("--config: %w", err)
 	}
@@ -68,7 +69,7 @@ func policies(cfg *config.Config, dir string) *proxy.Policies {
 	policy := func(pc config.Port) *proxy.Policy {
 		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D()}
 		if pc.TCP.Authz != nil {
-			pol.Authz = authz.New(*pc.TCP.Authz)
+			pol.Authz = authz.New(authz.Config(config.ValueOf[authz.TCPConfig](pc.TCP.Authz)))
 		}
 		switch pc.ProxyProtocol {
 		case "v1":

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/watch"
 )
 
@@ -29,7 +30,7 @@ func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Log
 		log.Info().Msg("reload asked for, but there is no --config file")
 		return
 	}
-	c, err := config.Load(path)
+	c, err := config.Load(path, decor.Schema)
 	if err == nil {
 		err = apply(c)
 	}

@@ -1,12 +1,17 @@
-package config
+package config_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 )
 
-// FuzzParse: any document parses or fails with a one-line error, never a
-// panic; a config that parses has its defaults filled.
+// FuzzParse: any document parses, with the decorations' real blocks, or
+// fails with a one-line error, never a panic; a config that parses has its
+// defaults filled.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"default: {protocol: http}",
@@ -19,14 +24,14 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := Parse(b)
+		c, err := config.Parse(b, decor.Schema)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("Parse(%q): the error spans lines: %q", b, err)
 			}
 			return
 		}
-		if c.Default.Protocol == "" || c.Stats.MaxPaths <= 0 || c.Default.HTTP.AccessLog == nil {
+		if _, ok := c.Default.HTTP[accesslog.Key]; c.Default.Protocol == "" || c.Stats.MaxPaths <= 0 || !ok {
 			t.Errorf("Parse(%q) left defaults unset: %+v", b, c)
 		}
 	})

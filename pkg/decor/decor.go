@@ -1,9 +1,12 @@
 // Package decor is the agent's HTTP decorations: the small interface each
-// one implements, the order they run in, and the chain built from a
-// route's config. Each decoration is a package of its own under pkg/decor
-// (accesslog, metrics, stats, requestid, authz, ratelimit, fault, circuit,
-// errorpage, headers, forwarded); a decoration has up to three hooks,
-// each a method it implements:
+// one implements, the order they run in, the schema that hands each its
+// config block, and the chain built from a route's config. Each decoration
+// is a package of its own under pkg/decor (accesslog, metrics, stats,
+// requestid, authz, ratelimit, fault, circuit, errorpage, headers,
+// forwarded) that owns its block: a Config with a Provision that checks it
+// and fills its defaults (config.BlockOf), or an on/off switch
+// (config.Switch). timeout and retry own the forwarder's blocks. A
+// decoration has up to three hooks, each a method it implements:
 //
 //	Request(x)  before the request goes on: change it, or answer in the
 //	            app's place (an exchange.Verdict), or hold it (a delay)
@@ -17,7 +20,8 @@
 // has no Request hook and came before the one that answered), inner
 // first, as if each wrapped the rest.
 //
-//	chain, err := decor.Build(cfg, deps)   // once per route, at start and on reload
+//	cfg, err := config.Load(path, decor.Schema) // every block decoded by its module
+//	chain, err := decor.Build(cfg.Port(8080).HTTP, deps) // once per route, at start and on reload
 //	wentOn, v := chain.Request(x, 0)       // then forward, or reply with v
 //	chain.Response(x, wentOn)              // before the head is written
 //	chain.Done(x, wentOn)

@@ -99,7 +99,7 @@ default:
     rateLimit: {requestsPerSecond: 5}
     authz: {rules: [{action: deny, paths: [/x]}]}
     requestId: true
-`))
+`), Schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +109,11 @@ default:
 	}
 	c, err := Build(cfg.Default.HTTP, Deps{
 		Access: zerolog.Nop(), Metrics: m, Stats: stats.New(10),
-		Limiter: func(rl config.RateLimit) func(uint16) *ratelimit.Limiter {
+		Limiter: func(rl ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			l := ratelimit.New(rl)
 			return func(uint16) *ratelimit.Limiter { return l }
 		},
-		Breaker: func(cb config.Circuit) func(uint16) *circuit.Breaker {
+		Breaker: func(cb circuit.Config) func(uint16) *circuit.Breaker {
 			b := circuit.New(cb.MaxRequests)
 			return func(uint16) *circuit.Breaker { return b }
 		},
@@ -121,7 +121,7 @@ default:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"accessLog", "metrics", "metrics", "requestId", "authz", "rateLimit", "fault", "circuitBreaker", "headers", "forwarded"}
+	want := []string{"accessLog", "metrics", "stats", "requestId", "authz", "rateLimit", "fault", "circuitBreaker", "headers", "forwarded"}
 	if !slices.Equal(c.Names(), want) {
 		t.Errorf("chain %v; want %v", c.Names(), want)
 	}

@@ -1,6 +1,8 @@
 package decor
 
 import (
+	"slices"
+
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
@@ -14,7 +16,9 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/requestid"
+	"github.com/veneermesh/veneer/pkg/decor/retry"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor/timeout"
 )
 
 // Deps are what the decorations share with the rest of the agent.
@@ -25,13 +29,17 @@ type Deps struct {
 	// Limiter and Breaker give the chain's owner's rate limiter and
 	// breaker for a request's port: state that outlives one config
 	// (pool.Pool), shared by a port's routes.
-	Limiter func(config.RateLimit) func(port uint16) *ratelimit.Limiter
-	Breaker func(config.Circuit) func(port uint16) *circuit.Breaker
+	Limiter func(ratelimit.Config) func(port uint16) *ratelimit.Limiter
+	Breaker func(circuit.Config) func(port uint16) *circuit.Breaker
 }
 
-// module makes a decoration from a route's settings, or nil when its block
-// is off.
-type module func(h config.HTTP, d Deps) (Decoration, error)
+// A module is a decoration in the chain: the blocks of a route's settings
+// it reads (their kinds, which decode and check them when the config is
+// loaded), and how it is made from them; a nil decoration is off.
+type module struct {
+	kinds []config.Kind
+	build func(h config.HTTP, d Deps) (Decoration, error)
+}
 
 // order is every decoration, outermost first. Adding one is a package and
 // a line here. Why this order:
@@ -48,56 +56,69 @@ type module func(h config.HTTP, d Deps) (Decoration, error)
 //  8. headers, then forwarded: the app sees the headers as the operator
 //     set them, plus the client's address.
 //
-// After the last comes the forwarder, with the request timeout and retries.
+// After the last comes the forwarder, with the request timeout and retries
+// (forwarder's blocks).
 var order = []module{
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return on(config.On(h.AccessLog), accesslog.New(d.Access))
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) { return on(config.On(h.Metrics), d.Metrics) },
-	func(h config.HTTP, d Deps) (Decoration, error) { return on(config.On(h.Metrics), d.Stats) },
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		ids, trace := config.On(h.RequestID), config.On(h.Tracing)
-		return on(ids || trace, requestid.New(ids, trace))
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.Authz, func(c config.Authz) (Decoration, error) { return authz.New(c), nil })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.RateLimit, func(c config.RateLimit) (Decoration, error) { return ratelimit.For(d.Limiter(c)), nil })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.Fault, func(c config.Fault) (Decoration, error) { return fault.New(c), nil })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.Circuit, func(c config.Circuit) (Decoration, error) { return circuit.For(d.Breaker(c)), nil })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.ErrorPages, func(c config.ErrorPages) (Decoration, error) { return errorpage.New(c) })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return opt(h.Headers, func(c config.Headers) (Decoration, error) { return headers.New(c), nil })
-	},
-	func(h config.HTTP, d Deps) (Decoration, error) {
-		return on(config.On(h.Forwarded), forwarded.Forwarded{})
-	},
+	switched(accesslog.Switch, func(d Deps) Decoration { return accesslog.New(d.Access) }),
+	switched(metrics.Switch, func(d Deps) Decoration { return d.Metrics }),
+	switched(metrics.Switch, func(d Deps) Decoration { return d.Stats }),
+	{[]config.Kind{requestid.Switch, requestid.TracingSwitch}, func(h config.HTTP, d Deps) (Decoration, error) {
+		ids, trace := config.On(h, requestid.KeyRequestID), config.On(h, requestid.KeyTracing)
+		return on(ids || trace, requestid.New(ids, trace)), nil
+	}},
+	block(authz.Block, func(c authz.Config, d Deps) (Decoration, error) { return authz.New(c), nil }),
+	block(ratelimit.Block, func(c ratelimit.Config, d Deps) (Decoration, error) { return ratelimit.For(d.Limiter(c)), nil }),
+	block(fault.Block, func(c fault.Config, d Deps) (Decoration, error) { return fault.New(c), nil }),
+	block(circuit.Block, func(c circuit.Config, d Deps) (Decoration, error) { return circuit.For(d.Breaker(c)), nil }),
+	block(errorpage.Block, func(c errorpage.Config, d Deps) (Decoration, error) { return errorpage.New(c) }),
+	block(headers.Block, func(c headers.Config, d Deps) (Decoration, error) { return headers.New(c), nil }),
+	switched(forwarded.Switch, func(Deps) Decoration { return forwarded.Forwarded{} }),
 }
+
+// forwarder's blocks are read by the forwarder after the chain
+// (pkg/httpproxy): its timeouts and retries.
+var forwarder = []config.Kind{timeout.Block, retry.Block}
 
 // observers is how many of order's first modules only observe.
 const observers = 3
 
-// opt builds a decoration from its block, or none when the block is absent.
-func opt[C any](c *C, build func(C) (Decoration, error)) (Decoration, error) {
-	if c == nil {
-		return nil, nil
+// Schema hands the config's blocks to the modules that own them: every
+// block a module of order or the forwarder reads, and the TCP
+// authorization's.
+var Schema = config.Schema{HTTP: kinds(), TCPAuthz: authz.TCPBlock}
+
+func kinds() []config.Kind {
+	var ks []config.Kind
+	for _, m := range order {
+		ks = append(ks, m.kinds...)
 	}
-	return build(*c)
+	ks = append(ks, forwarder...)
+	return slices.CompactFunc(ks, func(a, b config.Kind) bool { return a.Key == b.Key }) // metrics and stats share theirs
 }
 
-func on(yes bool, d Decoration) (Decoration, error) {
+// block is the module of kind k's block, made from it when a route has it.
+func block[C any](k config.Kind, build func(C, Deps) (Decoration, error)) module {
+	return module{[]config.Kind{k}, func(h config.HTTP, d Deps) (Decoration, error) {
+		c, ok := config.Get[C](h, k.Key)
+		if !ok {
+			return nil, nil
+		}
+		return build(c, d)
+	}}
+}
+
+// switched is the module of switch k, made when the switch is on.
+func switched(k config.Kind, make func(Deps) Decoration) module {
+	return module{[]config.Kind{k}, func(h config.HTTP, d Deps) (Decoration, error) {
+		return on(config.On(h, k.Key), make(d)), nil
+	}}
+}
+
+func on(yes bool, d Decoration) Decoration {
 	if !yes {
-		return nil, nil
+		return nil
 	}
-	return d, nil
+	return d
 }
 
 // Build is the chain of a route's settings h.
@@ -105,7 +126,7 @@ func Build(h config.HTTP, d Deps) (*Chain, error) {
 	var ds []Decoration
 	observe := 0
 	for i, m := range order {
-		dec, err := m(h, d)
+		dec, err := m.build(h, d)
 		if err != nil {
 			return nil, err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 )
 
 // everyDecoration is make bench's config with every decoration configured
@@ -38,7 +39,7 @@ func BenchmarkServe(b *testing.B) {
 		{"chain=every", string(every)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			cfg, err := config.Parse([]byte(c.yaml))
+			cfg, err := config.Parse([]byte(c.yaml), decor.Schema)
 			if err != nil {
 				b.Fatal(err)
 			}

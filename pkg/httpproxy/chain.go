@@ -20,6 +20,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/retry"
+	"github.com/veneermesh/veneer/pkg/decor/timeout"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/pool"
 )
@@ -31,22 +32,23 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 		Access:  s.access,
 		Metrics: s.metrics,
 		Stats:   s.stats.Load(),
-		Limiter: func(cfg config.RateLimit) func(uint16) *ratelimit.Limiter {
+		Limiter: func(cfg ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			return shared(s.limiters, own.rateLimit, cfg)
 		},
-		Breaker: func(cfg config.Circuit) func(uint16) *circuit.Breaker {
+		Breaker: func(cfg circuit.Config) func(uint16) *circuit.Breaker {
 			return shared(s.breakers, own.circuit, cfg)
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	rt := &route{chain: c, connect: 5 * time.Second}
-	if t := h.Timeouts; t != nil {
-		rt.connect, rt.request = t.Connect.D(), t.Request.D()
+	t, ok := config.Get[timeout.Config](h, timeout.Key)
+	if !ok {
+		t = timeout.Defaults
 	}
-	if h.Retries != nil {
-		rt.retry = retry.New(*h.Retries, roundTripper{s})
+	rt := &route{chain: c, connect: t.Connect.D(), request: t.Request.D()}
+	if r, ok := config.Get[retry.Config](h, retry.Key); ok {
+		rt.retry = retry.New(r, roundTripper{s})
 	}
 	rt.forward = s.forwarder(rt)
 	return rt, nil
@@ -297,10 +299,10 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 		var out portRoutes
 		for _, r := range pc.Routes {
 			own := owners{rateLimit: section, circuit: section}
-			if r.HTTP.RateLimit != nil {
+			if _, ok := r.HTTP[ratelimit.Key]; ok {
 				own.rateLimit = section + " route " + r.Prefix
 			}
-			if r.HTTP.Circuit != nil {
+			if _, ok := r.HTTP[circuit.Key]; ok {
 				own.circuit = section + " route " + r.Prefix
 			}
 			live[own.rateLimit], live[own.circuit] = true, true

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 )
 
 func TestRoutes(t *testing.T) {
@@ -21,7 +22,7 @@ default:
 ports:
   "8080":
     routes: [{prefix: /api}, {prefix: /api/v2}, {prefix: /}]
-`))
+`), decor.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}

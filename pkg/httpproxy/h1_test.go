@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -55,7 +56,7 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte("default: {protocol: http, http: {requestId: true}}"))
+	cfg, err := config.Parse([]byte("default: {protocol: http, http: {requestId: true}}"), decor.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}

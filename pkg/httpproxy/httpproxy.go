@@ -42,6 +42,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor/timeout"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/pool"
 	"github.com/veneermesh/veneer/pkg/proxy"
@@ -83,8 +84,8 @@ type Server struct {
 
 	// The rate limits' buckets and the breakers' counts, by owner (a port,
 	// or a route with its own): they outlive the chains of one config.
-	limiters *pool.Pool[config.RateLimit, *ratelimit.Limiter]
-	breakers *pool.Pool[config.Circuit, *circuit.Breaker]
+	limiters *pool.Pool[ratelimit.Config, *ratelimit.Limiter]
+	breakers *pool.Pool[circuit.Config, *circuit.Breaker]
 }
 
 // Options are what a Server shares with the rest of the agent.
@@ -132,8 +133,8 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
 		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),
 		limiters: pool.New(ratelimit.New, nil),
-		breakers: pool.New(func(c config.Circuit) *circuit.Breaker { return circuit.New(c.MaxRequests) },
-			func(b *circuit.Breaker, c config.Circuit) bool { b.SetMax(c.MaxRequests); return true })}
+		breakers: pool.New(func(c circuit.Config) *circuit.Breaker { return circuit.New(c.MaxRequests) },
+			func(b *circuit.Breaker, c circuit.Config) bool { b.SetMax(c.MaxRequests); return true })}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
@@ -177,10 +178,11 @@ func (s *Server) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	idle := 5 * time.Minute
-	if to := cfg.Default.HTTP.Timeouts; to != nil {
-		idle = to.Idle.D()
+	to, ok := config.Get[timeout.Config](cfg.Default.HTTP, timeout.Key)
+	if !ok {
+		to = timeout.Defaults
 	}
+	idle := to.Idle.D()
 	if s.table.Load() == nil {
 		// net/http's server reads its fields while it serves, so only the
 		// first config (applied before Serve, as New says) sets its idle

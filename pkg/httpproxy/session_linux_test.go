@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 )
 
 // closingApp answers one request per connection, then closes the
@@ -59,7 +60,7 @@ func TestPooledConnectionClosedByTheApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte("default: {protocol: http}"))
+	cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}

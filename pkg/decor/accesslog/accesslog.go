@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
@@ -41,6 +42,13 @@ const (
 	fFailure  = "upstream_failure" // veneer's own: why the app could not answer, when it could not
 )
 
+// Key is the switch's key in an http section; left out of a port's
+// section, it is on.
+const Key = "accessLog"
+
+// Switch is the kind of the switch.
+var Switch = config.Switch(Key, true)
+
 // Log writes access log lines to its logger.
 type Log struct{ log zerolog.Logger }
 
@@ -49,7 +57,7 @@ type Log struct{ log zerolog.Logger }
 func New(log zerolog.Logger) *Log { return &Log{log: log} }
 
 // Name is the config key.
-func (l *Log) Name() string { return "accessLog" }
+func (l *Log) Name() string { return Key }
 
 // Done writes the exchange's line.
 func (l *Log) Done(ex *exchange.Exchange) {

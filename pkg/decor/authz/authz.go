@@ -13,6 +13,7 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -20,7 +21,91 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/http1"
 )
+
+// Key is the block's key, in an http section and in a tcp one.
+const Key = "authz"
+
+// Block is the kind of an http section's authz; TCPBlock of a tcp
+// section's, whose rules match clients only.
+var (
+	Block    = config.BlockOf[Config](Key)
+	TCPBlock = config.BlockOf[TCPConfig](Key)
+)
+
+// Config allows and denies by method, path prefix and client CIDR. The
+// first matching rule decides; with none matching, Default does.
+type Config struct {
+	// Default decides when no rule matches: allow or deny; "" means allow.
+	Default string `yaml:"default" json:"default"`
+	// Rules, tried in order. None: Default decides for everything.
+	Rules []Rule `yaml:"rules" json:"rules"`
+}
+
+// Rule matches a request when every list it sets matches; an empty list
+// matches anything.
+type Rule struct {
+	Action  string   `yaml:"action" json:"action"` // allow or deny; no default
+	Methods []string `yaml:"methods" json:"methods,omitempty"`
+	Paths   []string `yaml:"paths" json:"paths,omitempty"`     // path prefixes, each starting with /
+	Clients []string `yaml:"clients" json:"clients,omitempty"` // CIDRs, or bare addresses (a /32 or /128)
+}
+
+// TCPConfig is a tcp section's authz: a Config whose rules match clients
+// only (a connection has no method or path).
+type TCPConfig Config
+
+func (c *Config) Provision() error    { return c.provision(true) }
+func (c *TCPConfig) Provision() error { return (*Config)(c).provision(false) }
+
+func (c *Config) provision(http bool) error {
+	switch c.Default {
+	case "":
+		c.Default = "allow"
+	case "allow", "deny":
+	default:
+		return config.Errorf("default", "%q is not allow or deny", c.Default)
+	}
+	for i, r := range c.Rules {
+		rp := fmt.Sprintf("rules[%d]", i)
+		if r.Action != "allow" && r.Action != "deny" {
+			return config.Errorf(rp+".action", "%q is not allow or deny", r.Action)
+		}
+		if !http && (len(r.Methods) > 0 || len(r.Paths) > 0) {
+			return config.Errorf(rp, "a TCP rule matches clients only, not methods or paths")
+		}
+		for j, m := range r.Methods {
+			if !http1.Method(m) {
+				return config.Errorf(fmt.Sprintf("%s.methods[%d]", rp, j), "%q is not an HTTP method", m)
+			}
+		}
+		for j, p := range r.Paths {
+			if !strings.HasPrefix(p, "/") {
+				return config.Errorf(fmt.Sprintf("%s.paths[%d]", rp, j), "%q is not a path prefix (it must start with /)", p)
+			}
+		}
+		for j, cl := range r.Clients {
+			if _, err := ParseCIDR(cl); err != nil {
+				return config.Errorf(fmt.Sprintf("%s.clients[%d]", rp, j), "%q is not a CIDR (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)", cl)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseCIDR parses a CIDR, or a bare address as a /32 or /128.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	return p.Masked(), err
+}
 
 // Authz is a compiled rule list.
 type Authz struct {
@@ -35,13 +120,13 @@ type rule struct {
 	clients []netip.Prefix
 }
 
-// New compiles cfg, which config.Parse has validated.
-func New(cfg config.Authz) *Authz {
+// New compiles cfg, which Provision has checked.
+func New(cfg Config) *Authz {
 	a := &Authz{allowByDefault: cfg.Default != "deny"}
 	for _, r := range cfg.Rules {
 		cr := rule{allow: r.Action == "allow", methods: r.Methods, paths: r.Paths}
 		for _, c := range r.Clients {
-			p, _ := config.ParseCIDR(c)
+			p, _ := ParseCIDR(c)
 			cr.clients = append(cr.clients, p)
 		}
 		a.rules = append(a.rules, cr)
@@ -74,7 +159,7 @@ func (r rule) matches(method, path string, client netip.Addr) bool {
 }
 
 // Name is the config key.
-func (a *Authz) Name() string { return "authz" }
+func (a *Authz) Name() string { return Key }
 
 // Request denies an HTTP request before anything after it sees it.
 func (a *Authz) Request(x *exchange.Exchange) exchange.Verdict {

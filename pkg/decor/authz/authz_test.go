@@ -5,12 +5,11 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 func TestAllowed(t *testing.T) {
-	a := New(config.Authz{Default: "allow", Rules: []config.Rule{
+	a := New(Config{Default: "allow", Rules: []Rule{
 		{Action: "allow", Clients: []string{"10.0.0.5"}},
 		{Action: "deny", Methods: []string{"DELETE"}, Paths: []string{"/admin"}},
 		{Action: "deny", Clients: []string{"192.0.2.0/24", "fd00::/8"}},
@@ -33,14 +32,14 @@ func TestAllowed(t *testing.T) {
 			t.Errorf("Allowed(%s %s from %s) = %v; want %v", tc.method, tc.path, tc.client, got, tc.want)
 		}
 	}
-	deny := New(config.Authz{Default: "deny", Rules: []config.Rule{{Action: "allow", Paths: []string{"/public"}}}})
+	deny := New(Config{Default: "deny", Rules: []Rule{{Action: "allow", Paths: []string{"/public"}}}})
 	if deny.Allowed("GET", "/private", netip.MustParseAddr("10.0.0.1")) || !deny.Allowed("GET", "/public/x", netip.MustParseAddr("10.0.0.1")) {
 		t.Error("default deny with an allow rule: want only /public allowed")
 	}
 }
 
 func TestRequest(t *testing.T) {
-	a := New(config.Authz{Rules: []config.Rule{{Action: "deny", Paths: []string{"/secret"}}}})
+	a := New(Config{Rules: []Rule{{Action: "deny", Paths: []string{"/secret"}}}})
 	client := netip.MustParseAddrPort("10.0.0.1:1234")
 	for _, tc := range []struct {
 		path   string

@@ -13,8 +13,29 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
+
+// Key is the block's key in an http section.
+const Key = "circuitBreaker"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config limits the requests in flight to the app.
+type Config struct {
+	// MaxRequests is the most in flight; over it, 503 at once, flag UO.
+	// At least 1; no default.
+	MaxRequests int `yaml:"maxRequests" json:"maxRequests"`
+}
+
+func (c *Config) Provision() error {
+	if c.MaxRequests < 1 {
+		return config.Errorf("maxRequests", "%d must be at least 1", c.MaxRequests)
+	}
+	return nil
+}
 
 // Breaker counts requests in flight.
 type Breaker struct {
@@ -43,7 +64,7 @@ type Decoration struct{ get func(port uint16) *Breaker }
 func For(get func(port uint16) *Breaker) *Decoration { return &Decoration{get: get} }
 
 // Name is the config key.
-func (d *Decoration) Name() string { return "circuitBreaker" }
+func (d *Decoration) Name() string { return Key }
 
 // Request admits a request while fewer than the maximum are in flight.
 func (d *Decoration) Request(x *exchange.Exchange) exchange.Verdict {

@@ -20,6 +20,39 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
+// Key is the block's key in an http section.
+const Key = "errorPages"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config replaces the app's responses by status with a file's content.
+type Config struct {
+	// Pages maps a status ("404") or a class ("5xx") to a file. An exact
+	// status wins over its class. Empty: nothing is replaced.
+	Pages map[string]string `yaml:"pages" json:"pages"`
+}
+
+func (c *Config) Provision() error {
+	for k, file := range c.Pages {
+		if !statusKey(k) {
+			return config.Errorf("pages", "%q is not a status (404) or a class (5xx)", k)
+		}
+		if file == "" {
+			return config.Errorf("pages."+k, "no file named")
+		}
+	}
+	return nil
+}
+
+func statusKey(k string) bool {
+	if len(k) == 3 && k[0] >= '1' && k[0] <= '5' && k[1:] == "xx" {
+		return true
+	}
+	n, err := strconv.Atoi(k)
+	return err == nil && n >= 100 && n <= 599
+}
+
 type page struct {
 	body        []byte
 	contentType string
@@ -32,7 +65,7 @@ type Pages struct {
 }
 
 // New reads the pages cfg names.
-func New(cfg config.ErrorPages) (*Pages, error) {
+func New(cfg Config) (*Pages, error) {
 	p := &Pages{byStatus: map[int]page{}, byClass: map[int]page{}}
 	for k, file := range cfg.Pages {
 		b, err := os.ReadFile(file)
@@ -63,7 +96,7 @@ func (p *Pages) find(status int) (page, bool) {
 }
 
 // Name is the config key.
-func (p *Pages) Name() string { return "errorPages" }
+func (p *Pages) Name() string { return Key }
 
 // Response puts the page for the response's status in the place of the
 // app's body.

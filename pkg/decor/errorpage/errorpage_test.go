@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
@@ -16,7 +15,7 @@ func TestPages(t *testing.T) {
 	oops := filepath.Join(dir, "oops.txt")
 	os.WriteFile(nf, []byte("<h1>not here</h1>"), 0o644)
 	os.WriteFile(oops, []byte("oops"), 0o644)
-	p, err := New(config.ErrorPages{Pages: map[string]string{"404": nf, "5xx": oops}})
+	p, err := New(Config{Pages: map[string]string{"404": nf, "5xx": oops}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +38,7 @@ func TestPages(t *testing.T) {
 			t.Errorf("status %d: got %q (%s); want %q (%s)", tc.status, body, ct, tc.body, tc.ct)
 		}
 	}
-	if _, err := New(config.ErrorPages{Pages: map[string]string{"404": filepath.Join(dir, "missing.html")}}); err == nil {
+	if _, err := New(Config{Pages: map[string]string{"404": filepath.Join(dir, "missing.html")}}); err == nil {
 		t.Error("New with a missing page = nil error; want one naming it")
 	}
 }

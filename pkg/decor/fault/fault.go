@@ -16,6 +16,50 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
+// Key is the block's key in an http section.
+const Key = "fault"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config injects delays and aborts, as Istio's VirtualService fault does.
+type Config struct {
+	Delay *Delay `yaml:"delay" json:"delay,omitempty"` // nil: no delay
+	Abort *Abort `yaml:"abort" json:"abort,omitempty"` // nil: no abort
+}
+
+// Delay holds a share of requests before they go on.
+type Delay struct {
+	Fixed   config.Duration `yaml:"fixed" json:"fixed"`     // how long; must be set
+	Percent float64         `yaml:"percent" json:"percent"` // of requests, 0-100; 0: none
+}
+
+// Abort answers a share of requests with a status instead of the app.
+type Abort struct {
+	Status  int     `yaml:"status" json:"status"`   // 200-599; must be set
+	Percent float64 `yaml:"percent" json:"percent"` // of requests, 0-100; 0: none
+}
+
+func (c *Config) Provision() error {
+	if d := c.Delay; d != nil {
+		if err := config.Percent("delay.percent", d.Percent); err != nil {
+			return err
+		}
+		if d.Fixed == 0 {
+			return config.Errorf("delay.fixed", "a delay needs a duration (e.g. 100ms)")
+		}
+	}
+	if a := c.Abort; a != nil {
+		if err := config.Percent("abort.percent", a.Percent); err != nil {
+			return err
+		}
+		if a.Status < 200 || a.Status > 599 {
+			return config.Errorf("abort.status", "%d is not an HTTP status (200-599)", a.Status)
+		}
+	}
+	return nil
+}
+
 // Fault is a compiled fault section.
 type Fault struct {
 	delay        time.Duration
@@ -25,8 +69,8 @@ type Fault struct {
 	roll         func() float64 // [0, 100); tests pin it
 }
 
-// New compiles cfg, which config.Parse has validated.
-func New(cfg config.Fault) *Fault {
+// New compiles cfg, which Provision has checked.
+func New(cfg Config) *Fault {
 	f := &Fault{roll: func() float64 { return rand.Float64() * 100 }}
 	if d := cfg.Delay; d != nil {
 		f.delay, f.delayPercent = d.Fixed.D(), d.Percent
@@ -38,7 +82,7 @@ func New(cfg config.Fault) *Fault {
 }
 
 // Name is the config key.
-func (f *Fault) Name() string { return "fault" }
+func (f *Fault) Name() string { return Key }
 
 // Request rolls for a delay, then for an abort.
 func (f *Fault) Request(x *exchange.Exchange) exchange.Verdict {

@@ -14,7 +14,7 @@ func serve(f *Fault) (exchange.Verdict, *exchange.Exchange) {
 }
 
 func TestAbort(t *testing.T) {
-	f := New(config.Fault{Abort: &config.Abort{Status: 503, Percent: 30}})
+	f := New(Config{Abort: &Abort{Status: 503, Percent: 30}})
 	f.roll = func() float64 { return 29.9 }
 	if v, _ := serve(f); v.Status != 503 || v.Flag != exchange.FaultAbort || v.Delay != 0 {
 		t.Errorf("roll under the percentage: %+v; want 503 FI, no delay", v)
@@ -26,8 +26,8 @@ func TestAbort(t *testing.T) {
 }
 
 func TestDelay(t *testing.T) {
-	f := New(config.Fault{Delay: &config.Delay{Fixed: config.Duration(20 * time.Millisecond), Percent: 100},
-		Abort: &config.Abort{Status: 500, Percent: 100}})
+	f := New(Config{Delay: &Delay{Fixed: config.Duration(20 * time.Millisecond), Percent: 100},
+		Abort: &Abort{Status: 500, Percent: 100}})
 	v, ex := serve(f)
 	if v.Delay != 20*time.Millisecond || v.Status != 500 || ex.Flags() != exchange.FaultDelay {
 		t.Errorf("delay and abort: %+v, flags %v; want a 20ms delay, then 500 FI, flag DI recorded", v, ex.Flags())
@@ -35,7 +35,7 @@ func TestDelay(t *testing.T) {
 }
 
 func TestPercentages(t *testing.T) {
-	f := New(config.Fault{Abort: &config.Abort{Status: 500, Percent: 25}})
+	f := New(Config{Abort: &Abort{Status: 500, Percent: 25}})
 	aborted := 0
 	const n = 4000
 	for i := 0; i < n; i++ {

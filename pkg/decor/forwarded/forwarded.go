@@ -8,14 +8,21 @@ package forwarded
 import (
 	"net/netip"
 
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
+
+// Key is the switch's key in an http section; left out, it is off.
+const Key = "forwarded"
+
+// Switch is the kind of the switch.
+var Switch = config.Switch(Key, false)
 
 // Forwarded is the decoration.
 type Forwarded struct{}
 
 // Name is the config key.
-func (Forwarded) Name() string { return "forwarded" }
+func (Forwarded) Name() string { return Key }
 
 // Request adds the client's address to the request.
 func (Forwarded) Request(x *exchange.Exchange) exchange.Verdict {

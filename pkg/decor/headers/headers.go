@@ -8,9 +8,48 @@
 package headers
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/http1"
 )
+
+// Key is the block's key in an http section.
+const Key = "headers"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config changes request and response headers.
+type Config struct {
+	Request  Ops `yaml:"request" json:"request"`   // the request's, before it goes to the app
+	Response Ops `yaml:"response" json:"response"` // the response's, before it goes to the client
+}
+
+// Ops is what to do to one side's headers: remove, then set, then add.
+// Each left out does nothing.
+type Ops struct {
+	Set    map[string]string `yaml:"set" json:"set,omitempty"` // replace, or add when absent
+	Add    map[string]string `yaml:"add" json:"add,omitempty"` // append another value
+	Remove []string          `yaml:"remove" json:"remove,omitempty"`
+}
+
+func (c *Config) Provision() error {
+	for _, side := range []struct {
+		name string
+		ops  Ops
+	}{{"request", c.Request}, {"response", c.Response}} {
+		names := slices.Concat(slices.Collect(maps.Keys(side.ops.Set)), slices.Collect(maps.Keys(side.ops.Add)), side.ops.Remove)
+		for _, n := range names {
+			if !http1.Token(n) {
+				return config.Errorf(side.name, "%q is not a header name", n)
+			}
+		}
+	}
+	return nil
+}
 
 // Headers is a compiled headers section.
 type Headers struct {
@@ -22,7 +61,7 @@ type ops struct {
 	remove   []string
 }
 
-func compile(o config.HeaderOps) ops {
+func compile(o Ops) ops {
 	var c ops
 	for k, v := range o.Set {
 		c.set = append(c.set, [2]string{k, v})
@@ -46,13 +85,13 @@ func (o ops) apply(h exchange.Header) {
 	}
 }
 
-// New compiles cfg, which config.Parse has validated.
-func New(cfg config.Headers) *Headers {
+// New compiles cfg, which Provision has checked.
+func New(cfg Config) *Headers {
 	return &Headers{req: compile(cfg.Request), resp: compile(cfg.Response)}
 }
 
 // Name is the config key.
-func (hd *Headers) Name() string { return "headers" }
+func (hd *Headers) Name() string { return Key }
 
 // Request changes the request's headers.
 func (hd *Headers) Request(x *exchange.Exchange) exchange.Verdict {

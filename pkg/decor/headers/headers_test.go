@@ -4,14 +4,13 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 func TestHeaders(t *testing.T) {
-	hd := New(config.Headers{
-		Request:  config.HeaderOps{Set: map[string]string{"X-Env": "prod"}, Add: map[string]string{"Via": "veneer"}, Remove: []string{"X-Debug"}},
-		Response: config.HeaderOps{Set: map[string]string{"Cache-Control": "no-store"}, Remove: []string{"Server"}},
+	hd := New(Config{
+		Request:  Ops{Set: map[string]string{"X-Env": "prod"}, Add: map[string]string{"Via": "veneer"}, Remove: []string{"X-Debug"}},
+		Response: Ops{Set: map[string]string{"Cache-Control": "no-store"}, Remove: []string{"Server"}},
 	})
 	seen := http.Header{"X-Debug": {"1"}, "X-Env": {"dev"}, "Via": {"1.1 lb"}}
 	resp := http.Header{"Server": {"SimpleHTTP/0.6"}, "Cache-Control": {"max-age=60"}}

@@ -19,8 +19,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
+
+// Key is the switch's key in an http section, for the metrics and the
+// per-path profiler (pkg/decor/stats); left out of a port's section, it is
+// on.
+const Key = "metrics"
+
+// Switch is the kind of the switch.
+var Switch = config.Switch(Key, true)
 
 // Metrics are registered once and shared by every chain.
 type Metrics struct {
@@ -94,7 +103,7 @@ func (m *Metrics) port(direction string, p uint16) *port {
 }
 
 // Name is the config key.
-func (m *Metrics) Name() string { return "metrics" }
+func (m *Metrics) Name() string { return Key }
 
 // Done records one finished exchange.
 func (m *Metrics) Done(ex *exchange.Exchange) {

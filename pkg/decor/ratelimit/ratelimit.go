@@ -29,6 +29,58 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
+// Key is the block's key in an http section.
+const Key = "rateLimit"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config is a token bucket for all clients together, one per client IP,
+// or both.
+type Config struct {
+	// RequestsPerSecond is the total rate, for all clients together; 0: no
+	// total limit (then PerClient must be set).
+	RequestsPerSecond float64 `yaml:"requestsPerSecond" json:"requestsPerSecond"`
+	// Burst is how many requests may come at once; 0 means
+	// RequestsPerSecond rounded up, at least 1.
+	Burst int `yaml:"burst" json:"burst"`
+	// PerClient is a bucket for each client IP; nil: none.
+	PerClient *Bucket `yaml:"perClient" json:"perClient,omitempty"`
+}
+
+// Bucket is one token bucket.
+type Bucket struct {
+	RequestsPerSecond float64 `yaml:"requestsPerSecond" json:"requestsPerSecond"` // more than 0
+	Burst             int     `yaml:"burst" json:"burst"`                         // 0 means requestsPerSecond rounded up, at least 1
+}
+
+func (c *Config) Provision() error {
+	if c.RequestsPerSecond < 0 || c.Burst < 0 {
+		return config.Errorf("", "requestsPerSecond and burst must not be negative")
+	}
+	if pc := c.PerClient; pc != nil {
+		if pc.RequestsPerSecond <= 0 || pc.Burst < 0 {
+			return config.Errorf("perClient.requestsPerSecond", "%v must be positive", pc.RequestsPerSecond)
+		}
+		pc.Burst = burst(pc.RequestsPerSecond, pc.Burst)
+	}
+	if c.RequestsPerSecond == 0 && c.PerClient == nil {
+		return config.Errorf("", "set requestsPerSecond, perClient or both")
+	}
+	if c.RequestsPerSecond > 0 {
+		c.Burst = burst(c.RequestsPerSecond, c.Burst)
+	}
+	return nil
+}
+
+// burst is b, or the default for rps.
+func burst(rps float64, b int) int {
+	if b < 1 {
+		return max(1, int(math.Ceil(rps)))
+	}
+	return b
+}
+
 // bucket is a GCRA token bucket.
 type bucket struct {
 	tat      atomic.Int64 // theoretical arrival time, Unix nanoseconds
@@ -36,12 +88,10 @@ type bucket struct {
 	tau      int64        // burst tolerance: (burst-1) * interval
 }
 
-func newBucket(rps float64, burst int) *bucket {
-	if burst < 1 {
-		burst = max(1, int(math.Ceil(rps)))
-	}
+func newBucket(rps float64, b int) *bucket {
+	b = burst(rps, b)
 	iv := int64(float64(time.Second) / rps)
-	return &bucket{interval: iv, tau: int64(burst-1) * iv}
+	return &bucket{interval: iv, tau: int64(b-1) * iv}
 }
 
 // take reports whether a request at now fits, and if not, when to retry.
@@ -85,8 +135,8 @@ type Limiter struct {
 	now       func() int64
 }
 
-// New compiles cfg, which config.Parse has validated.
-func New(cfg config.RateLimit) *Limiter {
+// New compiles cfg, which Provision has checked.
+func New(cfg Config) *Limiter {
 	l := &Limiter{seed: maphash.MakeSeed(), now: func() int64 { return time.Now().UnixNano() }}
 	if cfg.RequestsPerSecond > 0 {
 		l.total = newBucket(cfg.RequestsPerSecond, cfg.Burst)
@@ -151,7 +201,7 @@ type Decoration struct{ get func(port uint16) *Limiter }
 func For(get func(port uint16) *Limiter) *Decoration { return &Decoration{get: get} }
 
 // Name is the config key.
-func (d *Decoration) Name() string { return "rateLimit" }
+func (d *Decoration) Name() string { return Key }
 
 // Request answers 429 for a request over the limit.
 func (d *Decoration) Request(x *exchange.Exchange) exchange.Verdict {

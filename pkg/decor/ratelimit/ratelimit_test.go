@@ -5,12 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 func TestTotalBurstAndRefill(t *testing.T) {
-	l := New(config.RateLimit{RequestsPerSecond: 10, Burst: 3})
+	l := New(Config{RequestsPerSecond: 10, Burst: 3})
 	now := int64(1_000_000_000_000)
 	l.now = func() int64 { return now }
 	c := netip.MustParseAddr("10.0.0.1")
@@ -30,7 +29,7 @@ func TestTotalBurstAndRefill(t *testing.T) {
 }
 
 func TestPerClient(t *testing.T) {
-	l := New(config.RateLimit{PerClient: &config.Bucket{RequestsPerSecond: 1, Burst: 1}})
+	l := New(Config{PerClient: &Bucket{RequestsPerSecond: 1, Burst: 1}})
 	now := int64(1_000_000_000_000)
 	l.now = func() int64 { return now }
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
@@ -50,7 +49,7 @@ func TestPerClient(t *testing.T) {
 
 // Regression: a flood of source addresses must not grow memory unbounded.
 func TestClientsBounded(t *testing.T) {
-	l := New(config.RateLimit{PerClient: &config.Bucket{RequestsPerSecond: 1, Burst: 1}})
+	l := New(Config{PerClient: &Bucket{RequestsPerSecond: 1, Burst: 1}})
 	now := int64(1_000_000_000_000)
 	l.now = func() int64 { return now }
 	for i := 0; i < shards*maxClients*3; i++ {
@@ -67,7 +66,7 @@ func TestClientsBounded(t *testing.T) {
 }
 
 func TestRequest429(t *testing.T) {
-	l := New(config.RateLimit{RequestsPerSecond: 1, Burst: 1})
+	l := New(Config{RequestsPerSecond: 1, Burst: 1})
 	d := For(func(uint16) *Limiter { return l })
 	x := &exchange.Exchange{Client: netip.MustParseAddrPort("10.0.0.1:1")}
 	if v := d.Request(x); v.Status != 0 {

@@ -14,7 +14,20 @@ import (
 	"encoding/hex"
 	"unsafe"
 
+	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
+)
+
+// The switches' keys in an http section; left out, each is off.
+const (
+	KeyRequestID = "requestId"
+	KeyTracing   = "tracing"
+)
+
+// The kinds of the switches.
+var (
+	Switch        = config.Switch(KeyRequestID, false)
+	TracingSwitch = config.Switch(KeyTracing, false)
 )
 
 // IDs is a compiled requestId/tracing pair.
@@ -31,7 +44,7 @@ const (
 )
 
 // Name is the config key.
-func (d *IDs) Name() string { return "requestId" }
+func (d *IDs) Name() string { return KeyRequestID }
 
 // Request gives the request an id when it has none, and its span.
 func (d *IDs) Request(x *exchange.Exchange) exchange.Verdict {

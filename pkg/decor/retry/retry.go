@@ -22,18 +22,79 @@ package retry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/http1"
 )
+
+// Key is the block's key in an http section.
+const Key = "retries"
+
+// Block is the kind of the block.
+var Block = config.BlockOf[Config](Key)
+
+// Config re-sends a request the app failed before answering.
+type Config struct {
+	// Attempts is the retries after the first try, 1-10; no default.
+	Attempts int `yaml:"attempts" json:"attempts"`
+	// On lists when to retry: connect-failure, reset (the app closed the
+	// connection before any response byte), 503. Empty means the first two.
+	On []string `yaml:"on" json:"on,omitempty"`
+	// Backoff is the first wait, doubled per retry, with jitter. 0 means 25ms.
+	Backoff config.Duration `yaml:"backoff" json:"backoff"`
+	// Budget is the share of requests in flight that may be retries at
+	// once, in percent; 0 means 20. It stops retries from piling onto an
+	// app that is down.
+	Budget float64 `yaml:"budget" json:"budget"`
+	// Methods that may be retried. Empty means the idempotent ones without a
+	// body: GET, HEAD, OPTIONS, TRACE, PUT and DELETE. Never POST unless listed.
+	Methods []string `yaml:"methods" json:"methods,omitempty"`
+}
+
+var conditions = []string{"connect-failure", "reset", "503"}
+
+func (c *Config) Provision() error {
+	if c.Attempts < 1 || c.Attempts > 10 {
+		return config.Errorf("attempts", "%d is not between 1 and 10", c.Attempts)
+	}
+	for _, on := range c.On {
+		if !slices.Contains(conditions, on) {
+			return config.Errorf("on", "%q is not a retry condition (%s)", on, strings.Join(conditions, ", "))
+		}
+	}
+	if len(c.On) == 0 {
+		c.On = []string{"connect-failure", "reset"}
+	}
+	if c.Backoff == 0 {
+		c.Backoff = config.Duration(25 * time.Millisecond)
+	}
+	if err := config.Percent("budget", c.Budget); err != nil {
+		return err
+	}
+	if c.Budget == 0 {
+		c.Budget = 20
+	}
+	for i, m := range c.Methods {
+		if !http1.Method(m) {
+			return config.Errorf(fmt.Sprintf("methods[%d]", i), "%q is not an HTTP method", m)
+		}
+	}
+	if len(c.Methods) == 0 {
+		c.Methods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+	}
+	return nil
+}
 
 // Retrier is a RoundTripper that retries through next.
 type Retrier struct {
@@ -49,8 +110,8 @@ type Retrier struct {
 	inFlight, retrying atomic.Int64
 }
 
-// New wraps next with cfg, which config.Parse has validated.
-func New(cfg config.Retries, next http.RoundTripper) *Retrier {
+// New wraps next with cfg, which Provision has checked.
+func New(cfg Config, next http.RoundTripper) *Retrier {
 	return &Retrier{
 		next:      next,
 		attempts:  cfg.Attempts,

@@ -31,8 +31,8 @@ func (s *script) RoundTrip(*http.Request) (*http.Response, error) {
 
 var refused = &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}
 
-func cfg(on ...string) config.Retries {
-	c := config.Retries{Attempts: 2, On: on, Backoff: config.Duration(time.Millisecond), Budget: 20,
+func cfg(on ...string) Config {
+	c := Config{Attempts: 2, On: on, Backoff: config.Duration(time.Millisecond), Budget: 20,
 		Methods: []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}}
 	return c
 }

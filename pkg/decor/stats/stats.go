@@ -73,7 +73,7 @@ func (s *Stats) entry(p string) *entry {
 }
 
 // Name is the config key it shares with the metrics.
-func (s *Stats) Name() string { return "metrics" }
+func (s *Stats) Name() string { return "stats" }
 
 // Done records one finished exchange.
 func (s *Stats) Done(ex *exchange.Exchange) {
