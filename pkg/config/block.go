@@ -100,8 +100,10 @@ type Schema struct {
 	TCPAuthz Kind   // a tcp section's authz
 }
 
-// decode has every block of h decoded by its kind in s.
+// decode has every block of h decoded by its kind in s. A key with no
+// value ("fault:" with its settings commented out) is as if left out.
 func (h HTTP) decode(path string, s Schema) error {
+	maps.DeleteFunc(h, func(_ string, b *Block) bool { return b == nil })
 	for _, key := range slices.Sorted(maps.Keys(h)) {
 		i := slices.IndexFunc(s.HTTP, func(k Kind) bool { return k.Key == key })
 		if i < 0 {

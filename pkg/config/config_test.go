@@ -85,6 +85,7 @@ ports:
       thing: {n: 5}
     - prefix: /web
       off: true
+      thing:
 `), schema)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +112,8 @@ ports:
 	}
 	if m := p.HTTP.Merged(p.Routes[1].HTTP); !On(m, "off") || On(m, "on") {
 		t.Error("route /web merged: want its own switch and the port's others")
+	} else if th, _ := Get[thing](m, "thing"); th.Sub == nil {
+		t.Error("route /web's thing with no value: want it left out, the port's inherited")
 	}
 	if th, _ := Get[thing](p.HTTP, "thing"); th.N != 1 {
 		t.Error("merging a route changed the port's section")
