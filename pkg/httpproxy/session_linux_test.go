@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,5 +92,79 @@ func TestPooledConnectionClosedByTheApp(t *testing.T) {
 		if n := s.pooled(app); n != 0 {
 			t.Fatalf("the app closed its idle connection; the pool still holds %d", n)
 		}
+	}
+}
+
+// racingApp answers the first request of each connection and closes the
+// connection, unanswered, on the second: as an app whose keep-alive
+// timeout fires just as a request arrives. It counts the requests it read.
+func racingApp(t *testing.T, read *atomic.Int64) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					read.Add(1)
+					if i == 1 {
+						return // closed under the request
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// A pooled connection the app closes under a request (no byte of an answer)
+// is not the app failing: the request goes again on a fresh connection,
+// and the client never sees a 503.
+func TestPooledConnectionClosedUnderARequest(t *testing.T) {
+	var read atomic.Int64
+	app := racingApp(t, &read)
+	s, err := New(zerolog.Nop(), Options{Access: zerolog.New(io.Discard)}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	addr := onLoop(t, s, app)
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		// POST with no body is not retriable by the route (no retries are
+		// set): only the fresh-connection resend can save it.
+		resp, body := roundTrip(t, c, br, "POST", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
+		}
+	}
+	if n := read.Load(); n != 3 {
+		t.Errorf("the app read %d requests; want 3 (the second twice: once on the pooled connection it closed, once on a fresh one)", n)
 	}
 }
