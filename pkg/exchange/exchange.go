@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Flag is an Envoy-style response flag: why the agent, not the app, shaped
@@ -130,7 +131,8 @@ type Exchange struct {
 	W *Writer
 	w Writer // W's memory: one allocation for both
 
-	id [36]byte // IDMemory's
+	id  [36]byte // IDMemory's
+	mem []byte   // Scratch's: strings made for this exchange; the array is kept by Reset
 
 	flags        atomic.Uint32
 	upstreamTime atomic.Int64 // nanoseconds until the app's response headers
@@ -144,9 +146,40 @@ type Exchange struct {
 // making one allocates nothing.
 func (e *Exchange) IDMemory() *[36]byte { return &e.id }
 
+// Scratch is room to append a string a decoration makes for this exchange
+// (a header value) to; Keep then makes it a string valid for the
+// exchange's life. Once a connection's first exchanges have grown the
+// room, making one allocates nothing.
+//
+//	v := x.Keep(client.AppendTo(append(x.Scratch(), "for="...)))
+func (e *Exchange) Scratch() []byte {
+	if cap(e.mem)-len(e.mem) < 128 {
+		// Room for the usual strings of an exchange (forwarding headers, a
+		// traceparent): those of this exchange made so far keep the old array.
+		e.mem = make([]byte, 0, max(512, 2*cap(e.mem)))
+	}
+	return e.mem[len(e.mem):]
+}
+
+// Keep is b, appended to Scratch(), as a string for the exchange's life.
+func (e *Exchange) Keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if n := len(e.mem); cap(e.mem) > n && &e.mem[:n+1][n] == &b[0] {
+		e.mem = e.mem[:n+len(b)]
+	} else {
+		e.mem = b // grown into a new array: the strings made before keep the old one
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
 // Reset makes e a fresh record for the next exchange of the event loop's
-// path, which keeps one per connection.
-func (e *Exchange) Reset() { *e = Exchange{} }
+// path, which keeps one per connection: its scratch room is reused.
+func (e *Exchange) Reset() {
+	mem := e.mem[:0]
+	*e = Exchange{mem: mem}
+}
 
 // replacement is a body a Response hook put in the app's place.
 type replacement struct {

@@ -6,7 +6,6 @@
 package forwarded
 
 import (
-	"net/netip"
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
@@ -24,36 +23,28 @@ type Forwarded struct{}
 // Name is the config key.
 func (Forwarded) Name() string { return Key }
 
-// Request adds the client's address to the request.
+// Request adds the client's address to the request, its values made in
+// the exchange's scratch room (no allocation).
 func (Forwarded) Request(x *exchange.Exchange) exchange.Verdict {
-	if client := x.Client.Addr().Unmap(); client.IsValid() {
-		Add(x.Request, client)
+	client := x.Client.Addr().Unmap()
+	if !client.IsValid() {
+		return exchange.Verdict{}
 	}
-	return exchange.Verdict{}
-}
-
-// Add appends client to h's forwarding headers.
-func Add(h exchange.Header, client netip.Addr) {
-	ip := client.String()
-	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-		h.Set("X-Forwarded-For", joinComma(prior)+", "+ip)
-	} else {
-		h.Set("X-Forwarded-For", ip)
+	h := x.Request
+	b := x.Scratch()
+	for _, v := range h.Values("X-Forwarded-For") {
+		b = append(append(b, v...), ", "...)
 	}
+	h.Set("X-Forwarded-For", x.Keep(client.AppendTo(b)))
 	if h.Get("X-Forwarded-Proto") == "" {
 		h.Set("X-Forwarded-Proto", "http")
 	}
-	node := ip
+	b = append(x.Scratch(), "for="...)
 	if client.Is6() {
-		node = `"[` + ip + `]"`
+		b = append(client.AppendTo(append(b, `"[`...)), `]"`...)
+	} else {
+		b = client.AppendTo(b)
 	}
-	h.Add("Forwarded", "for="+node+";proto=http")
-}
-
-func joinComma(v []string) string {
-	s := v[0]
-	for _, x := range v[1:] {
-		s += ", " + x
-	}
-	return s
+	h.Add("Forwarded", x.Keep(append(b, ";proto=http"...)))
+	return exchange.Verdict{}
 }

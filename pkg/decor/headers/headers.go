@@ -9,6 +9,7 @@ package headers
 
 import (
 	"maps"
+	"net/textproto"
 	"slices"
 
 	"github.com/veneermesh/veneer/pkg/config"
@@ -61,13 +62,15 @@ type ops struct {
 	remove   []string
 }
 
+// compile puts the names in canonical form once: a header set on every
+// request would otherwise cost a canonical copy of its name each time.
 func compile(o Ops) ops {
 	var c ops
 	for k, v := range o.Set {
-		c.set = append(c.set, [2]string{k, v})
+		c.set = append(c.set, [2]string{textproto.CanonicalMIMEHeaderKey(k), v})
 	}
 	for k, v := range o.Add {
-		c.add = append(c.add, [2]string{k, v})
+		c.add = append(c.add, [2]string{textproto.CanonicalMIMEHeaderKey(k), v})
 	}
 	c.remove = o.Remove
 	return c

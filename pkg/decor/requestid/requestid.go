@@ -57,7 +57,8 @@ func (d *IDs) Request(x *exchange.Exchange) exchange.Verdict {
 		x.RequestID = id
 	}
 	if d.tracing {
-		x.Request.Set(HeaderTraceparent, Continue(x.Request.Get(HeaderTraceparent)))
+		tp := AppendContinue(x.Scratch(), x.Request.Get(HeaderTraceparent))
+		x.Request.Set(HeaderTraceparent, x.Keep(tp))
 	}
 	return exchange.Verdict{}
 }
@@ -69,18 +70,24 @@ func (d *IDs) Response(x *exchange.Exchange) {
 	}
 }
 
-// Continue returns the traceparent the agent sends on: the same trace and
-// flags with a new parent (span) id, or a new sampled trace when tp is not a
-// valid version-00 traceparent.
-func Continue(tp string) string {
+// AppendContinue appends the traceparent the agent sends on: the same
+// trace and flags with a new parent (span) id, or a new sampled trace when
+// tp is not a valid version-00 traceparent.
+func AppendContinue(b []byte, tp string) []byte {
 	var span [8]byte
 	rand.Read(span[:])
-	if trace, flags, ok := parse(tp); ok {
-		return "00-" + trace + "-" + hex.EncodeToString(span[:]) + "-" + flags
+	b = append(b, "00-"...)
+	trace, flags, ok := parse(tp)
+	if ok {
+		b = append(b, trace...)
+	} else {
+		var id [16]byte
+		rand.Read(id[:])
+		b = hex.AppendEncode(b, id[:])
+		flags = "01"
 	}
-	var trace [16]byte
-	rand.Read(trace[:])
-	return "00-" + hex.EncodeToString(trace[:]) + "-" + hex.EncodeToString(span[:]) + "-01"
+	b = hex.AppendEncode(append(b, '-'), span[:])
+	return append(append(b, '-'), flags...)
 }
 
 // parse checks a traceparent: 00-<32 hex trace id, not all zero>-<16 hex
