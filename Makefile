@@ -59,11 +59,11 @@ reliability: deps
 # veneer against a direct connection, HAProxy and nginx, behind the same
 # REDIRECT in a local pod (test/bench); prints one table, kept in bench.md.
 bench: deps build
-	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v nginx >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light >/dev/null; }
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v nginx >/dev/null && command -v perf >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light linux-perf >/dev/null; }
 	$(GO) build -o bin/fastapp ./test/bench/fastapp
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
-	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s | tee bench.md
+	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf $(BENCHFLAGS) | tee bench.md
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can

@@ -6,7 +6,6 @@
 package forwarded
 
 import (
-
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
