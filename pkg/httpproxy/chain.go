@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -294,10 +295,12 @@ func starred(key string) string {
 
 func (s *Server) build(cfg *config.Config) (*table, error) {
 	live := map[string]bool{} // the owners of this config, for the pools
-	routes := func(section string, pc config.Port) (portRoutes, error) {
+	// section names the owners of shared state; path is the config's
+	// ("ports.8080"), for errors.
+	routes := func(section, path string, pc config.Port) (portRoutes, error) {
 		live[section] = true
 		var out portRoutes
-		for _, r := range pc.Routes {
+		for i, r := range pc.Routes {
 			own := owners{rateLimit: section, circuit: section}
 			if _, ok := r.HTTP[ratelimit.Key]; ok {
 				own.rateLimit = section + " route " + r.Prefix
@@ -308,7 +311,7 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 			live[own.rateLimit], live[own.circuit] = true, true
 			rt, err := s.chain(pc.HTTP.Merged(r.HTTP), own)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s.routes[%d]: %w", path, i, err)
 			}
 			rt.prefix = r.Prefix
 			out = append(out, rt)
@@ -316,7 +319,7 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
 		rt, err := s.chain(pc.HTTP, owners{rateLimit: section, circuit: section})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s.http: %w", path, err)
 		}
 		return append(out, rt), nil
 	}
@@ -324,15 +327,15 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	var err error
 	if s.direction == "outbound" {
 		// One section for every destination the app calls.
-		if t.def, err = routes("outbound"+eachPort, cfg.Outbound); err != nil {
+		if t.def, err = routes("outbound"+eachPort, "outbound", cfg.Outbound); err != nil {
 			return nil, err
 		}
 	} else {
-		if t.def, err = routes("default"+eachPort, cfg.Default); err != nil {
+		if t.def, err = routes("default"+eachPort, "default", cfg.Default); err != nil {
 			return nil, err
 		}
 		for _, p := range cfg.PortNumbers() {
-			if t.ports[p], err = routes("port "+strconv.Itoa(int(p)), cfg.Port(p)); err != nil {
+			if t.ports[p], err = routes("port "+strconv.Itoa(int(p)), "ports."+strconv.Itoa(int(p)), cfg.Port(p)); err != nil {
 				return nil, err
 			}
 		}

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,4 +46,25 @@ ports:
 		}
 	}
 	var _ http.Handler = s
+}
+
+// An error a module meets only when its chain is built (a page file that
+// is not there) names the section it is in, as the config's own errors do.
+func TestChainErrorNamesItsSection(t *testing.T) {
+	s, err := New(zerolog.Nop(), Options{}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{`ports: {"8080": {http: {errorPages: {pages: {"404": /nonexistent/404.html}}}}}`, "ports.8080.http: errorPages.pages.404: "},
+		{`default: {routes: [{prefix: /a}, {prefix: /b, errorPages: {pages: {"5xx": /nonexistent/x.html}}}]}`, "default.routes[1]: errorPages.pages.5xx: "},
+	} {
+		cfg, err := config.Parse([]byte(tc.yaml), decor.Schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Apply(cfg); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Apply(%s) = %v; want an error starting %q", tc.yaml, err, tc.want)
+		}
+	}
 }
