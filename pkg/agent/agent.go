@@ -171,7 +171,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 	defer stopLoops(loops)
 	sides, err := openSides(ctx, o, sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics,
-		access: zerolog.New(accessOut), reg: reg, log: log})
+		access: accessOut, reg: reg, log: log})
 	if err != nil {
 		return err
 	}

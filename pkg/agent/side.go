@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -31,7 +32,7 @@ type sideEnv struct {
 	loops       []*loop.Loop
 	tcpMetrics  *proxy.Metrics
 	httpMetrics *metrics.Metrics
-	access      zerolog.Logger
+	access      io.Writer
 	reg         prometheus.Registerer
 	log         zerolog.Logger
 }

@@ -1,6 +1,7 @@
 package decor
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor/circuit"
@@ -108,7 +108,7 @@ default:
 		t.Fatal(err)
 	}
 	c, err := Build(cfg.Default.HTTP, Deps{
-		Access: zerolog.Nop(), Metrics: m, Stats: stats.New(10),
+		Access: io.Discard, Metrics: m, Stats: stats.New(10),
 		Limiter: func(rl ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			l := ratelimit.New(rl)
 			return func(uint16) *ratelimit.Limiter { return l }

@@ -1,9 +1,8 @@
 package decor
 
 import (
+	"io"
 	"slices"
-
-	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor/accesslog"
@@ -23,7 +22,7 @@ import (
 
 // Deps are what the decorations share with the rest of the agent.
 type Deps struct {
-	Access  zerolog.Logger   // the access log's lines
+	Access  io.Writer        // where the access log's lines go, one Write each
 	Metrics *metrics.Metrics // registered once for the agent
 	Stats   *stats.Stats     // the per-path profiler
 	// Limiter and Breaker give the chain's owner's rate limiter and

@@ -43,7 +43,7 @@ func BenchmarkServe(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s, err := New(zerolog.Nop(), Options{Access: zerolog.New(io.Discard)}, prometheus.NewRegistry())
+			s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 )
 
 func TestRoutes(t *testing.T) {
-	s, err := New(zerolog.Nop(), Options{Access: zerolog.Nop()}, prometheus.NewRegistry())
+	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 	a := httptest.NewServer(app)
 	t.Cleanup(a.Close)
 	access := make(logLines, 100)
-	o := Options{Access: zerolog.New(access)}
+	o := Options{Access: access}
 	for _, f := range options {
 		f(&o)
 	}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -53,7 +54,7 @@ import (
 // Server serves the HTTP connections handed to it.
 type Server struct {
 	log       zerolog.Logger
-	access    zerolog.Logger
+	access    io.Writer
 	direction string
 	draining  atomic.Bool
 	live      sync.Map // *conn -> struct{}: connections handed over and not closed
@@ -92,8 +93,9 @@ type Server struct {
 type Options struct {
 	// Direction labels the exchanges: inbound (the default) or outbound.
 	Direction string
-	// Access receives the access log lines.
-	Access zerolog.Logger
+	// Access receives the access log lines, one Write each (the agent gives
+	// it its log sink).
+	Access io.Writer // nil: discarded
 	// Metrics are shared by every server of the agent; nil: registered anew
 	// on the registry given to New.
 	Metrics *metrics.Metrics
@@ -129,6 +131,9 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 		if m, err = metrics.New(reg); err != nil {
 			return nil, fmt.Errorf("registering HTTP metrics: %w", err)
 		}
+	}
+	if o.Access == nil {
+		o.Access = io.Discard
 	}
 	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
 		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),

@@ -57,7 +57,7 @@ func (s *Server) pooled(dst netip.AddrPort) int {
 // agent could have known about, and nothing left in the pool.
 func TestPooledConnectionClosedByTheApp(t *testing.T) {
 	app := closingApp(t, 50*time.Millisecond)
-	s, err := New(zerolog.Nop(), Options{Access: zerolog.New(io.Discard)}, prometheus.NewRegistry())
+	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 		t.Run(tc.method, func(t *testing.T) {
 			var read atomic.Int64
 			app := racingApp(t, &read)
-			s, err := New(zerolog.Nop(), Options{Access: zerolog.New(io.Discard)}, prometheus.NewRegistry())
+			s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -76,7 +76,8 @@ func NewWith(out io.Writer, o Options) *Sink {
 	return s
 }
 
-// Write takes one line (zerolog writes each event with one call).
+// Write takes one line (zerolog writes each event with one call, and the
+// access log each line).
 func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -11,10 +11,12 @@
 package accesslog
 
 import (
+	"io"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
+	"unicode/utf8"
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
@@ -49,19 +51,24 @@ const Key = "accessLog"
 // Switch is the kind of the switch.
 var Switch = config.Switch(Key, true)
 
-// Log writes access log lines to its logger.
-type Log struct{ log zerolog.Logger }
+// Log writes access log lines to out.
+type Log struct{ out io.Writer }
 
-// New logs to log, which should write to standard output with no fields
-// of its own.
-func New(log zerolog.Logger) *Log { return &Log{log: log} }
+// New writes lines to out, one Write per line (the agent's log sink).
+func New(out io.Writer) *Log { return &Log{out: out} }
 
 // Name is the config key.
 func (l *Log) Name() string { return Key }
 
-// Done writes the exchange's line.
+// lines are the buffers lines are made in: a Log is shared by the loops.
+var lines = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// Done writes the exchange's line. It is made by hand, field after field
+// into a pooled buffer: zerolog's events cost twice as much per line
+// (BenchmarkDone: 988 against 527 ns), and the line is the most expensive
+// thing the default chain does.
 func (l *Log) Done(ex *exchange.Exchange) {
-	status, sent := ex.Status, ex.Sent
+	status := ex.Status
 	if status == 0 && ex.Request != nil && ex.Request.Get("Upgrade") != "" {
 		status = http.StatusSwitchingProtocols // hijacked for a WebSocket
 	}
@@ -69,38 +76,87 @@ func (l *Log) Done(ex *exchange.Exchange) {
 	if ex.Request != nil {
 		reqID = ex.Request.Get("X-Request-Id")
 	}
-	// Times and addresses are appended as JSON strings in place (they need
-	// no escaping): formatting them to strings first would allocate, and
-	// so would a buffer the compiler cannot keep on the stack (one passed
-	// through a closure).
-	var buf [64]byte
-	b := append(ex.Start.UTC().AppendFormat(append(buf[:0], '"'), time.RFC3339Nano), '"')
-	e := l.log.Log().
-		RawJSON(fStart, b).
-		Str(fMethod, ex.Method).
-		Str(fPath, ex.Target).
-		Str(fProto, ex.Proto).
-		Int(fStatus, status).
-		Str(fFlags, ex.Flags().String()).
-		Int64(fRecv, ex.Received()).
-		Int64(fSent, sent).
-		Float64(fDuration, ms(time.Since(ex.Start)))
+	bp := lines.Get().(*[]byte)
+	b := append((*bp)[:0], `{"`+fStart+`":"`...)
+	b = ex.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = str(append(b, `","`+fMethod+`":`...), ex.Method)
+	b = str(append(b, `,"`+fPath+`":`...), ex.Target)
+	b = str(append(b, `,"`+fProto+`":`...), ex.Proto)
+	b = strconv.AppendInt(append(b, `,"`+fStatus+`":`...), int64(status), 10)
+	b = str(append(b, `,"`+fFlags+`":`...), ex.Flags().String())
+	b = strconv.AppendInt(append(b, `,"`+fRecv+`":`...), ex.Received(), 10)
+	b = strconv.AppendInt(append(b, `,"`+fSent+`":`...), ex.Sent, 10)
+	b = ms(append(b, `,"`+fDuration+`":`...), time.Since(ex.Start))
+	b = append(b, `,"`+fUpstream+`":`...)
 	if up := ex.UpstreamTime(); up >= 0 {
-		e = e.Float64(fUpstream, ms(up))
+		b = ms(b, up)
 	} else {
-		e = e.Str(fUpstream, "-")
+		b = append(b, `"-"`...)
 	}
-	e = e.Str(fXFF, ex.ForwardedFor).
-		Str(fUA, ex.UserAgent).
-		Str(fReqID, reqID).
-		Str(fAuth, ex.Host).
-		Str(fDir, ex.Direction)
-	e.RawJSON(fUpHost, append(ex.Upstream.AppendTo(append(buf[:0], '"')), '"'))
-	e.RawJSON(fClient, append(ex.Client.AppendTo(append(buf[:0], '"')), '"'))
+	b = str(append(b, `,"`+fXFF+`":`...), ex.ForwardedFor)
+	b = str(append(b, `,"`+fUA+`":`...), ex.UserAgent)
+	b = str(append(b, `,"`+fReqID+`":`...), reqID)
+	b = str(append(b, `,"`+fAuth+`":`...), ex.Host)
+	b = str(append(b, `,"`+fDir+`":`...), ex.Direction)
+	b = append(ex.Upstream.AppendTo(append(b, `,"`+fUpHost+`":"`...)), '"')
+	b = append(ex.Client.AppendTo(append(b, `,"`+fClient+`":"`...)), '"')
 	if f := ex.Failure(); f != "" {
-		e = e.Str(fFailure, f)
+		b = str(append(b, `,"`+fFailure+`":`...), f)
 	}
-	e.Send()
+	b = append(b, "}\n"...)
+	l.out.Write(b) // the sink takes a copy; an error has nowhere better to go
+	if cap(b) <= 64<<10 {
+		*bp = b
+		lines.Put(bp)
+	}
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// ms appends d in milliseconds, to the microsecond.
+func ms(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
+}
+
+// str appends s as a JSON string: quotes, backslashes and control bytes
+// escaped, bytes that are not UTF-8 replaced by U+FFFD (a header value
+// may hold anything but a control byte).
+func str(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || n != 1 {
+				i += n
+				continue
+			}
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			if c < 0x20 {
+				b = append(b, `\u00`...)
+				b = append(b, hex[c>>4], hex[c&0xf])
+			} else {
+				b = append(b, `\ufffd`...)
+			}
+		}
+		i++
+		start = i
+	}
+	return append(append(b, s[start:]...), '"')
+}
+
+const hex = "0123456789abcdef"

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
@@ -22,7 +20,7 @@ func TestLine(t *testing.T) {
 		Request: http.Header{"X-Request-Id": {"rid-1"}, "X-Forwarded-For": {"changed on the way"}},
 		Status:  200, Sent: 5}
 	ex.SetUpstreamTime(1500 * time.Microsecond)
-	New(zerolog.New(&out)).Done(ex)
+	New(&out).Done(ex)
 	// Nothing read the body: 0 bytes received.
 	var line map[string]any
 	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
@@ -42,6 +40,43 @@ func TestLine(t *testing.T) {
 	for _, k := range []string{"start_time", "duration_ms"} {
 		if _, ok := line[k]; !ok {
 			t.Errorf("line lacks %s", k)
+		}
+	}
+}
+
+// Whatever bytes a client puts in a header, the line is one line of valid
+// JSON that reads back as encoding/json would have written it.
+func TestLineEscapes(t *testing.T) {
+	odd := []string{
+		`quote " and backslash \ `, "tab\tcr\rlf\nnul\x00esc\x1b del\x7f", "é ü 日本 🙂",
+		"not UTF-8: \xff\xfe and a cut \xe6\x97", "\u2028\u2029", "",
+	}
+	for c := 0; c < 256; c++ {
+		odd = append(odd, string([]byte{'a', byte(c), 'z'}))
+	}
+	for _, ua := range odd {
+		var out bytes.Buffer
+		ex := &exchange.Exchange{Start: time.Now(), Method: "GET", Target: "/" + ua, Proto: "HTTP/1.1", UserAgent: ua,
+			Request: http.Header{}, Client: netip.MustParseAddrPort("10.0.0.1:1"), Upstream: netip.MustParseAddrPort("[fd00::2]:80")}
+		ex.SetFailure("reading: " + ua)
+		New(&out).Done(ex)
+		line := out.Bytes()
+		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
+			t.Errorf("user agent %q: %q is not one line", ua, line)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(line, &got); err != nil {
+			t.Errorf("user agent %q: %q is not JSON: %v", ua, line, err)
+			continue
+		}
+		var want string // as encoding/json has it: each byte not UTF-8 a U+FFFD
+		enc, _ := json.Marshal(ua)
+		json.Unmarshal(enc, &want)
+		if got["user_agent"] != want || got["path"] != "/"+want || got["upstream_failure"] != "reading: "+want {
+			t.Errorf("user agent %q read back as %q, path %q; want %q", ua, got["user_agent"], got["path"], want)
+		}
+		if got["upstream_host"] != "[fd00::2]:80" || got["upstream_service_time_ms"] != "-" {
+			t.Errorf("upstream %v, time %v", got["upstream_host"], got["upstream_service_time_ms"])
 		}
 	}
 }
