@@ -62,7 +62,14 @@ func BlockOf[C any, P interface {
 	}}
 }
 
-// Switch is the kind of an on/off block ("accessLog: true"): on when a
+// KindOf is the kind of block key that decode decodes (a module's own,
+// for a block BlockOf and Switch do not fit); a port's section that leaves
+// it out has absent (nil: none). decode's errors are as Provision's.
+func KindOf(key string, decode func(n *yaml.Node) (any, error), absent any) Kind {
+	return Kind{Key: key, decode: decode, absent: absent}
+}
+
+// Switch is the kind of an on/off block ("forwarded: true"): on when a
 // port's section leaves it out if on is.
 func Switch(key string, on bool) Kind {
 	k := Kind{Key: key, decode: func(n *yaml.Node) (any, error) {

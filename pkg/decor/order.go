@@ -58,7 +58,9 @@ type module struct {
 // After the last comes the forwarder, with the request timeout and retries
 // (forwarder's blocks).
 var order = []module{
-	switched(accesslog.Switch, func(d Deps) Decoration { return accesslog.New(d.Access) }),
+	block(accesslog.Block, func(c accesslog.Config, d Deps) (Decoration, error) {
+		return on(!c.Off, accesslog.New(c, d.Access)), nil
+	}),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Metrics }),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Stats }),
 	{[]config.Kind{requestid.Switch, requestid.TracingSwitch}, func(h config.HTTP, d Deps) (Decoration, error) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/decor/fault"
 	"github.com/veneermesh/veneer/pkg/decor/retry"
@@ -30,7 +31,7 @@ ports:
 		t.Fatal(err)
 	}
 	d := c.Default.HTTP
-	if !config.On(d, "accessLog") || !config.On(d, "metrics") || config.On(d, "requestId") || config.On(d, "tracing") || config.On(d, "forwarded") {
+	if a, _ := config.Get[accesslog.Config](d, accesslog.Key); a.Off || a.Fields != nil || !config.On(d, "metrics") || config.On(d, "requestId") || config.On(d, "tracing") || config.On(d, "forwarded") {
 		t.Errorf("default section %v; want access log and metrics on, the other switches off", d)
 	}
 	p := c.Port(8080)
@@ -70,7 +71,16 @@ func TestSchemaErrors(t *testing.T) {
 		{"default: {http: {rateLimit: {perClient: {requestsPerSecond: 0}}}}", "default.http.rateLimit.perClient.requestsPerSecond: 0 must be positive"},
 		{"default: {http: {errorPages: {pages: {\"4x4\": /x}}}}", `default.http.errorPages.pages: "4x4" is not a status (404) or a class (5xx)`},
 		{"default: {http: {circuitBreaker: {maxRequests: 0}}}", "default.http.circuitBreaker.maxRequests: 0 must be at least 1"},
-		{"default: {http: {accessLog: sometimes}}", "default.http.accessLog: line 1: cannot unmarshal !!str `sometimes` into bool"},
+		{"default: {http: {accessLog: sometimes}}", `default.http.accessLog: line 1: "sometimes" is not true, false or a mapping of settings (fields, requestHeaders, responseHeaders)`},
+		{"default: {http: {accessLog: {fields: [method, verb]}}}", `default.http.accessLog.fields[1]: "verb" is not a field (start_time, method, path, protocol, status, response_flags, bytes_received, bytes_sent, duration_ms, upstream_service_time_ms, x_forwarded_for, user_agent, request_id, authority, direction, upstream_host, client_address, upstream_failure, trace_id, route)`},
+		{"default: {http: {accessLog: {fields: [path, path]}}}", `default.http.accessLog.fields[1]: "path" is listed twice`},
+		{"default: {http: {accessLog: {fields: []}}}", "default.http.accessLog.fields: an empty list and no header fields leave nothing to log: say accessLog: false"},
+		{"default: {http: {accessLog: {format: json}}}", "default.http.accessLog: line 1: field format not found in type accesslog.Config"},
+		{"default: {http: {accessLog: {requestHeaders: {status: X-Status}}}}", `default.http.accessLog.requestHeaders: "status" is a field of the line already: name it otherwise`},
+		{"default: {http: {accessLog: {requestHeaders: {tenant: X-Tenant}, responseHeaders: {tenant: X-T}}}}", `default.http.accessLog.responseHeaders: field "tenant" is named twice`},
+		{"default: {http: {accessLog: {requestHeaders: {tenant: \"X Tenant\"}}}}", `default.http.accessLog.requestHeaders.tenant: "X Tenant" is not a header name`},
+		{"default: {http: {accessLog: {requestHeaders: {\"a b\": X-Tenant}}}}", `default.http.accessLog.requestHeaders: "a b" is not a field name (letters, digits, '_', '-' and '.', up to 64)`},
+		{"default: {http: {accessLog: {requestHeaders: [X-Tenant]}}}", "default.http.accessLog: line 1: not a mapping of field names to header names"},
 		{"default: {routes: [{prefix: /a, ratelimit: {requestsPerSecond: 1}}]}", `default.routes[0]: line 1: "ratelimit" is not a setting here (accessLog, metrics, requestId, tracing, authz, rateLimit, fault, circuitBreaker, errorPages, headers, forwarded, timeouts, retries)`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,11 @@ ports:
       retries: {attempts: 2}
     - prefix: /held
       circuitBreaker: {maxRequests: 1}
+    - prefix: /logged
+      accessLog:
+        fields: [method, path, status, trace_id, route]
+        requestHeaders: {tenant: X-Tenant-Id}
+        responseHeaders: {app: X-App-Header}
 `
 
 // Every decoration, end to end through the real intercepted path, in both
@@ -371,6 +377,13 @@ func testHTTPDecorations(t *testing.T, mode string) {
 		}
 		if line["response_flags"] != "FI" || line["status"] != float64(503) || line["request_id"] == "" {
 			t.Errorf("access log of /abort = %v; want status 503, flags FI, a request id", line)
+		}
+		// A route's own fields, in its order, with header fields.
+		p.getPath(9090, "/logged?q=1", "X-Tenant-Id", "acme", "Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		want := `{"method":"GET","path":"/logged?q=1","status":200,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","route":"/logged","tenant":"acme","app":"from-app"}`
+		p.waitFor("access log of /logged", func() bool { return strings.Contains(agent.log.String(), `"path":"/logged?q=1"`) })
+		if !slices.Contains(strings.Split(agent.log.String(), "\n"), want) {
+			t.Errorf("access log has no line %s", want)
 		}
 		for _, c := range []struct{ code, flags string }{{"503", "FI"}, {"403", "DENY"}, {"429", "RL"}, {"504", "UT"}, {"200", "DI"}, {"503", "UO"}} {
 			if n := p.requests("9090", c.code, c.flags); n < 1 {

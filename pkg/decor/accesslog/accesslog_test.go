@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func TestLine(t *testing.T) {
 		Request: http.Header{"X-Request-Id": {"rid-1"}, "X-Forwarded-For": {"changed on the way"}},
 		Status:  200, Sent: 5}
 	ex.SetUpstreamTime(1500 * time.Microsecond)
-	New(&out).Done(ex)
+	New(Config{}, &out).Done(ex)
 	// Nothing read the body: 0 bytes received.
 	var line map[string]any
 	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
@@ -59,7 +60,7 @@ func TestLineEscapes(t *testing.T) {
 		ex := &exchange.Exchange{Start: time.Now(), Method: "GET", Target: "/" + ua, Proto: "HTTP/1.1", UserAgent: ua,
 			Request: http.Header{}, Client: netip.MustParseAddrPort("10.0.0.1:1"), Upstream: netip.MustParseAddrPort("[fd00::2]:80")}
 		ex.SetFailure("reading: " + ua)
-		New(&out).Done(ex)
+		New(Config{}, &out).Done(ex)
 		line := out.Bytes()
 		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
 			t.Errorf("user agent %q: %q is not one line", ua, line)
@@ -78,5 +79,77 @@ func TestLineEscapes(t *testing.T) {
 		if got["upstream_host"] != "[fd00::2]:80" || got["upstream_service_time_ms"] != "-" {
 			t.Errorf("upstream %v, time %v", got["upstream_host"], got["upstream_service_time_ms"])
 		}
+	}
+}
+
+// A block's fields are the line's, in its order, then the header fields in
+// theirs; a header the message lacks is "".
+func TestFields(t *testing.T) {
+	c := Config{
+		Fields:          []string{"status", "trace_id", "method", "route", "upstream_failure"},
+		RequestHeaders:  Headers{{"tenant", "x-tenant-id"}, {"missing", "X-Nothing"}},
+		ResponseHeaders: Headers{{"cache", "X-Cache-Status"}},
+	}
+	if err := c.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	ex := &exchange.Exchange{Start: time.Now(), Method: "GET", Target: "/", Route: "/api", Status: 503,
+		Request: http.Header{"X-Tenant-Id": {"acme", "second"},
+			"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+		Response: http.Header{"X-Cache-Status": {"MISS \"quoted\""}}}
+	New(c, &out).Done(ex)
+	want := `{"status":503,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","method":"GET","route":"/api",` +
+		`"tenant":"acme","missing":"","cache":"MISS \"quoted\""}` + "\n"
+	if out.String() != want {
+		t.Errorf("line %s; want %s", out.String(), want)
+	}
+
+	// upstream_failure, listed first, appears only when there is one.
+	out.Reset()
+	c = Config{Fields: []string{"upstream_failure", "status"}}
+	New(c, &out).Done(ex)
+	if want := `{"status":503}` + "\n"; out.String() != want {
+		t.Errorf("line %s; want %s", out.String(), want)
+	}
+	out.Reset()
+	ex.SetFailure("dial: refused")
+	New(c, &out).Done(ex)
+	if want := `{"upstream_failure":"dial: refused","status":503}` + "\n"; out.String() != want {
+		t.Errorf("line %s; want %s", out.String(), want)
+	}
+
+	// No traceparent, or an invalid one: trace_id is "".
+	out.Reset()
+	ex.Request = http.Header{"Traceparent": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}
+	New(Config{Fields: []string{"trace_id"}}, &out).Done(ex)
+	if want := `{"trace_id":""}` + "\n"; out.String() != want {
+		t.Errorf("line %s; want %s", out.String(), want)
+	}
+}
+
+// Without a block the line has every default field, in Fields' order.
+func TestDefaultFields(t *testing.T) {
+	var out bytes.Buffer
+	ex := &exchange.Exchange{Start: time.Now(), Request: http.Header{}}
+	ex.SetFailure("x")
+	New(Config{}, &out).Done(ex)
+	dec := json.NewDecoder(&out)
+	dec.Token() // {
+	var got []string
+	for dec.More() {
+		k, _ := dec.Token()
+		got = append(got, k.(string))
+		var v any
+		dec.Decode(&v)
+	}
+	var want []string
+	for _, f := range Fields {
+		if f.Default {
+			want = append(want, f.Name)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("fields %v; want %v", got, want)
 	}
 }

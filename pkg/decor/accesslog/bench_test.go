@@ -20,7 +20,7 @@ func BenchmarkDone(b *testing.B) {
 		Request: http.Header{"X-Request-Id": {"8c1f7a3e-5b2d-4c9a-9f0e-2d6b1a4c7e55"}},
 		Status:  200, Sent: 1024, Direction: "inbound"}
 	ex.SetUpstreamTime(300 * time.Microsecond)
-	l := New(io.Discard)
+	l := New(Config{}, io.Discard)
 	b.ReportAllocs()
 	for b.Loop() {
 		l.Done(ex)

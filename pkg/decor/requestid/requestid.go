@@ -90,6 +90,13 @@ func AppendContinue(b []byte, tp string) []byte {
 	return append(append(b, '-'), flags...)
 }
 
+// TraceID is the trace id of a valid version-00 traceparent, "" for any
+// other value.
+func TraceID(tp string) string {
+	trace, _, _ := parse(tp)
+	return trace
+}
+
 // parse checks a traceparent: 00-<32 hex trace id, not all zero>-<16 hex
 // parent id, not all zero>-<2 hex flags>.
 func parse(tp string) (trace, flags string, ok bool) {
