@@ -78,6 +78,11 @@ func main() {
 }
 
 func run() error {
+	if *profiles != "" {
+		if err := os.MkdirAll(*profiles, 0o755); err != nil {
+			return fmt.Errorf("-profile: %w", err)
+		}
+	}
 	localpod.Delete("bench")
 	pod, err := localpod.Create("bench")
 	if err != nil {
