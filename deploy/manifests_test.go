@@ -5,6 +5,7 @@ package deploy
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,8 +24,10 @@ import (
 
 // notKubernetes are the YAML files in deploy/ that are other tools' config.
 var notKubernetes = map[string]bool{
-	"config.yaml":       true, // veneer-agent's own config
-	"kind/cluster.yaml": true, // kind's
+	"config.yaml":                       true, // veneer-agent's own config
+	"kind/cluster.yaml":                 true, // kind's
+	"monitoring/veneer-rules.yaml":      true, // Prometheus' rule files
+	"monitoring/veneer-rules_test.yaml": true, // promtool's tests of them
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -226,6 +229,22 @@ func TestDashboard(t *testing.T) {
 					t.Errorf("dashboard queries %q, which the agent does not export", m[1])
 				}
 			}
+		}
+	}
+}
+
+// The rules users load pass promtool's checks and its unit tests, which
+// fire each alert on made-up series and keep it quiet on healthy ones.
+func TestPrometheusRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian's prometheus package; make deps installs it):", err)
+	}
+	for _, args := range [][]string{{"check", "rules", "veneer-rules.yaml"}, {"test", "rules", "veneer-rules_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "monitoring"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
