@@ -26,6 +26,7 @@ import (
 var notKubernetes = map[string]bool{
 	"config.yaml":                       true, // veneer-agent's own config
 	"kind/cluster.yaml":                 true, // kind's
+	"monitoring/prometheus.yaml":        true, // Prometheus' scrape job
 	"monitoring/veneer-rules.yaml":      true, // Prometheus' rule files
 	"monitoring/veneer-rules_test.yaml": true, // promtool's tests of them
 }
