@@ -59,7 +59,10 @@ type module struct {
 // (forwarder's blocks).
 var order = []module{
 	block(accesslog.Block, func(c accesslog.Config, d Deps) (Decoration, error) {
-		return on(!c.Off, accesslog.New(c, d.Access)), nil
+		if c.Off {
+			return nil, nil
+		}
+		return accesslog.New(c, d.Access), nil
 	}),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Metrics }),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Stats }),

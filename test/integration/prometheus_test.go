@@ -52,7 +52,9 @@ func TestPrometheusScrapesTheAgent(t *testing.T) {
 		}
 	}
 	targets, _ := json.Marshal([]any{meta("veneer-agent", "veneer-admin", "15000"), meta("python", "http", "8080")})
-	os.WriteFile(filepath.Join(dir, "targets.json"), targets, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "targets.json"), targets, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	var cfg map[string]any
 	b, err := os.ReadFile("../../deploy/monitoring/prometheus.yaml")
@@ -69,8 +71,13 @@ func TestPrometheusScrapesTheAgent(t *testing.T) {
 	rules, _ := filepath.Abs("../../deploy/monitoring/veneer-rules.yaml")
 	cfg["rule_files"] = []string{rules}
 	cfg["global"] = map[string]any{"evaluation_interval": "1s"}
-	out, _ := yaml.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), out, 0o644)
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	prom := exec.Command("prometheus", "--config.file", filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path", filepath.Join(dir, "data"), "--web.listen-address", "127.0.0.1:19090")

@@ -185,7 +185,6 @@ func (c *Config) Provision() error {
 		hs  Headers
 	}{{"requestHeaders", c.RequestHeaders}, {"responseHeaders", c.ResponseHeaders}} {
 		for _, h := range hs.hs {
-			at := hs.key + "." + h.Field
 			switch {
 			case !fieldName(h.Field):
 				return config.Errorf(hs.key, "%q is not a field name (letters, digits, '_', '-' and '.', up to 64)", h.Field)
@@ -194,7 +193,7 @@ func (c *Config) Provision() error {
 			case seen[h.Field]:
 				return config.Errorf(hs.key, "field %q is named twice", h.Field)
 			case !http1.Token(h.Header) || h.Header == "":
-				return config.Errorf(at, "%q is not a header name", h.Header)
+				return config.Errorf(hs.key+"."+h.Field, "%q is not a header name", h.Header)
 			}
 			seen[h.Field] = true
 		}
@@ -243,14 +242,16 @@ type Log struct {
 func New(c Config, out io.Writer) *Log {
 	l := &Log{out: out}
 	key := func(name string) string { return "," + strconv.Quote(name) + ":" }
-	for _, f := range Fields {
-		if c.Fields == nil && f.Default {
-			l.fields = append(l.fields, field{src: f.src, key: key(f.Name)})
+	picked := c.Fields // in the order given
+	if picked == nil {
+		for _, f := range Fields {
+			if f.Default {
+				picked = append(picked, f.Name)
+			}
 		}
 	}
-	for _, name := range c.Fields { // in the order given
-		f := Fields[fieldNamed(name)]
-		l.fields = append(l.fields, field{src: f.src, key: key(f.Name)})
+	for _, name := range picked {
+		l.fields = append(l.fields, field{src: Fields[fieldNamed(name)].src, key: key(name)})
 	}
 	for _, h := range c.RequestHeaders {
 		l.fields = append(l.fields, field{src: sRequestHeader, key: key(h.Field), header: http.CanonicalHeaderKey(h.Header)})
@@ -276,8 +277,6 @@ func (l *Log) Done(ex *exchange.Exchange) {
 	bp := lines.Get().(*[]byte)
 	b := append((*bp)[:0], '{')
 	failed := ex.Failure() != ""
-	// One switch in the loop, not a function called per field: the calls
-	// were a fifth of the line's cost (BenchmarkDone).
 	for i := range l.fields {
 		f := &l.fields[i]
 		if f.src == sFailure && !failed {
