@@ -25,8 +25,9 @@ bin/veneerctl: FORCE
 FORCE:
 
 # The tools the tests and the demo drive: both iptables backends, the
-# seed's Python server, curl as a client.
-DEB_TOOLS := iptables-legacy:iptables iptables-nft:iptables /usr/bin/python3:python3 curl:curl ip:iproute2 promtool:prometheus
+# seed's Python server, curl as a client, Prometheus (its rules' tests and a
+# scrape of the agent), Chromium (the admin page's test).
+DEB_TOOLS := iptables-legacy:iptables iptables-nft:iptables /usr/bin/python3:python3 curl:curl ip:iproute2 promtool:prometheus chromium:chromium
 deps:
 	@missing=""; for t in $(DEB_TOOLS); do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || missing="$$missing $${t##*:}"; \

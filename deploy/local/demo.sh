@@ -21,6 +21,7 @@ in_pod() { "$BIN/localpod" exec $POD-pod "$@"; }
 in_client() { "$BIN/localpod" exec $POD-client "$@"; }
 
 cleanup() {
+  [ -n "${FORWARD_PID:-}" ] && kill "$FORWARD_PID" 2>/dev/null || true
   [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null || true
   [ -n "${APP_PID:-}" ] && kill "$APP_PID" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -111,11 +112,29 @@ in_pod -- curl -s http://127.0.0.1:15000/metrics | grep -E '^veneer_(requests_to
 bold "9. The per-path profiler: /stats"
 in_pod -- curl -s http://127.0.0.1:15000/stats | tr -d ' \n' | sed -e 's/},{/},\n  {/g' -e 's/^{"paths":\[/  /' -e 's/\]}$//'; echo
 
-bold "10. A port that is not captured is untouched: nothing listens on 9090, and the agent is not involved"
+ADMIN=${DEMO_ADMIN:-127.0.0.1:15000}
+bold "10. The admin page: a port-forward to the agent's port 15000, as kubectl port-forward pod/NAME 15000 gives"
+"$BIN/localpod" forward $POD-client "$ADMIN" "$POD_IP:15000" >/dev/null 2>"$WORK/forward.log" &
+FORWARD_PID=$!
+wait_for "the port-forward" curl -sf -o /dev/null "http://$ADMIN/ready"
+echo "  open http://$ADMIN/ : live charts, the tap, the per-path profiler, the config ($(curl -s "http://$ADMIN/" | grep -o '<title>[^<]*' | cut -c8-))"
+if [ -n "${DEMO_HOLD:-}" ]; then
+  echo "  DEMO_HOLD=$DEMO_HOLD: the page stays up for $DEMO_HOLD s, with a request every 200 ms (a 503 from /chaos every fifth)"
+  end=$((SECONDS + DEMO_HOLD)); i=0
+  while [ $SECONDS -lt $end ]; do
+    i=$((i + 1)); path=/; [ $((i % 5)) -eq 0 ] && path=/chaos
+    in_client -- curl -s -o /dev/null "http://$POD_IP:8080$path" || true
+    sleep 0.2
+  done
+else
+  echo "  (DEMO_HOLD=60 make demo leaves it up for a minute)"
+fi
+
+bold "11. A port that is not captured is untouched: nothing listens on 9090, and the agent is not involved"
 printf '  curl http://%s:9090/ -> ' "$POD_IP"
 if in_client -- curl -s -o /dev/null "http://$POD_IP:9090/"; then echo "answered?!"; else echo "refused by the pod's kernel, as without veneer"; fi
 
-bold "11. Tear-down: SIGTERM drains the agent; veneer-init --cleanup removes its rules"
+bold "12. Tear-down: SIGTERM drains the agent; veneer-init --cleanup removes its rules"
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
 grep -E '"(draining|stopped)"' "$WORK/agent.log" | compact
 in_pod -- "$BIN/veneer-init" --cleanup 2>/dev/null

@@ -1,5 +1,10 @@
 // Package admin is the agent's admin HTTP endpoint (port 15000 by default,
-// never captured): /metrics for Prometheus, /ready for probes, /healthz.
+// never captured): /metrics for Prometheus, /ready for probes, /healthz,
+// and at / the page a person opens after `kubectl port-forward pod/NAME
+// 15000`: live charts (fed by /live, read from the same metrics), the
+// per-path profiler, the live tap, the running config and the version
+// (/version). The page's files are embedded (ui/), with a vendored chart
+// library: a pod may have no internet.
 //
 //	a := admin.New(registry)
 //	srv := &http.Server{Handler: a}
@@ -7,8 +12,12 @@
 package admin
 
 import (
+	"embed"
+	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +44,50 @@ func New(g prometheus.Gatherer) *Admin {
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	ui, _ := fs.Sub(files, "ui")
+	a.mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))
+	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+		http.ServeFileFS(w, r, ui, "index.html")
+	})
+	a.mux.Handle("GET /live", live(g))
+	a.mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Version())
+	})
 	return a
+}
+
+//go:embed ui
+var files embed.FS
+
+// Build is what the binary knows of itself.
+type Build struct {
+	Version  string `json:"version"`            // the module's, "(devel)" from a checkout
+	Revision string `json:"revision,omitempty"` // the commit it was built from
+	Time     string `json:"time,omitempty"`     // the commit's time
+	Modified bool   `json:"modified,omitempty"` // built with uncommitted changes
+	Go       string `json:"go"`
+}
+
+// Version is the running binary's build.
+func Version() Build {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Build{Version: "unknown"}
+	}
+	b := Build{Version: bi.Main.Version, Go: bi.GoVersion}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		}
+	}
+	return b
 }
 
 // Handle adds an endpoint.

@@ -28,12 +28,14 @@ type adminServers struct {
 	local *http.Server // nil without --admin-local
 }
 
-// newAdmin is --admin's handler: admin's endpoints over reg, with the HTTP
-// profiler's GET /stats and the running config's GET /config.
-func newAdmin(reg prometheus.Gatherer, stats, config http.Handler) *admin.Admin {
+// newAdmin is --admin's handler: admin's endpoints and page over reg, with
+// the HTTP profiler's GET /stats, the running config's GET /config and the
+// live tap's GET /tap.
+func newAdmin(reg prometheus.Gatherer, stats, config, tap http.Handler) *admin.Admin {
 	a := admin.New(reg)
 	a.Handle("GET /stats", stats)
 	a.Handle("GET /config", config)
+	a.Handle("GET /tap", tap)
 	return a
 }
 

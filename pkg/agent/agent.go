@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/logsink"
 	"github.com/veneermesh/veneer/pkg/proxy"
@@ -170,7 +171,8 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		return err
 	}
 	defer stopLoops(loops)
-	sides, err := openSides(ctx, o, sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics,
+	requests := tap.New() // the admin page's live tap, of both sides
+	sides, err := openSides(ctx, o, sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests,
 		access: accessOut, reg: reg, log: log})
 	if err != nil {
 		return err
@@ -181,7 +183,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	adm, err := startAdmin(ctx, o, newAdmin(reg, sides[0].http.Stats(), running), localAdmin(drainNow, level, log))
+	adm, err := startAdmin(ctx, o, newAdmin(reg, sides[0].http.Stats(), running, requests), localAdmin(drainNow, level, log))
 	if err != nil {
 		closeSides(sides)
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/listen"
 	"github.com/veneermesh/veneer/pkg/loop"
@@ -32,6 +33,7 @@ type sideEnv struct {
 	loops       []*loop.Loop
 	tcpMetrics  *proxy.Metrics
 	httpMetrics *metrics.Metrics
+	tap         *tap.Tap
 	access      io.Writer
 	reg         prometheus.Registerer
 	log         zerolog.Logger
@@ -106,7 +108,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, env sideEnv) (*si
 	if dir == "outbound" {
 		flag = "--outbound-listen"
 	}
-	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Metrics: env.httpMetrics,
+	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Metrics: env.httpMetrics, Tap: env.tap,
 		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle, UpstreamIdle: o.UpstreamIdle}, env.reg)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
@@ -108,7 +109,7 @@ default:
 		t.Fatal(err)
 	}
 	c, err := Build(cfg.Default.HTTP, Deps{
-		Access: io.Discard, Metrics: m, Stats: stats.New(10),
+		Access: io.Discard, Metrics: m, Stats: stats.New(10), Tap: tap.New(),
 		Limiter: func(rl ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			l := ratelimit.New(rl)
 			return func(uint16) *ratelimit.Limiter { return l }
@@ -121,12 +122,12 @@ default:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"accessLog", "metrics", "stats", "requestId", "authz", "rateLimit", "fault", "circuitBreaker", "headers", "forwarded"}
+	want := []string{"accessLog", "metrics", "stats", "tap", "requestId", "authz", "rateLimit", "fault", "circuitBreaker", "headers", "forwarded"}
 	if !slices.Equal(c.Names(), want) {
 		t.Errorf("chain %v; want %v", c.Names(), want)
 	}
-	if c.Observers() != 3 {
-		t.Errorf("observers %d; want 3 (access log, metrics, stats)", c.Observers())
+	if c.Observers() != 4 {
+		t.Errorf("observers %d; want 4 (access log, metrics, stats, tap)", c.Observers())
 	}
 	x := &exchange.Exchange{Method: "GET", Path: "/x", Request: http.Header{}, Response: http.Header{}}
 	if at, v := c.Request(x, 0); v.Status != http.StatusForbidden || c.Names()[at] != "authz" {

@@ -17,6 +17,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/retry"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/decor/timeout"
 )
 
@@ -25,6 +26,7 @@ type Deps struct {
 	Access  io.Writer        // where the access log's lines go, one Write each
 	Metrics *metrics.Metrics // registered once for the agent
 	Stats   *stats.Stats     // the per-path profiler
+	Tap     *tap.Tap         // the admin page's live tap; nil: none
 	// Limiter and Breaker give the chain's owner's rate limiter and
 	// breaker for a request's port: state that outlives one config
 	// (pool.Pool), shared by a port's routes.
@@ -43,8 +45,8 @@ type module struct {
 // order is every decoration, outermost first. Adding one is a package and
 // a line here. Why this order:
 //
-//  1. access log, metrics, stats: they observe every exchange, the agent's
-//     own answers included, and how long the whole chain took;
+//  1. access log, metrics, stats, tap: they observe every exchange, the
+//     agent's own answers included, and how long the whole chain took;
 //  2. request id and trace context: so that even a denied or limited
 //     request has an id in its access log line and its response;
 //  3. authorization: denied traffic costs nothing further, not even a token;
@@ -66,6 +68,7 @@ var order = []module{
 	}),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Metrics }),
 	switched(metrics.Switch, func(d Deps) Decoration { return d.Stats }),
+	{nil, func(_ config.HTTP, d Deps) (Decoration, error) { return on(d.Tap != nil, d.Tap), nil }}, // no config: always there
 	{[]config.Kind{requestid.Switch, requestid.TracingSwitch}, func(h config.HTTP, d Deps) (Decoration, error) {
 		ids, trace := config.On(h, requestid.KeyRequestID), config.On(h, requestid.KeyTracing)
 		return on(ids || trace, requestid.New(ids, trace)), nil
@@ -84,7 +87,7 @@ var order = []module{
 var forwarder = []config.Kind{timeout.Block, retry.Block}
 
 // observers is how many of order's first modules only observe.
-const observers = 3
+const observers = 4
 
 // Schema hands the config's blocks to the modules that own them: every
 // block a module of order or the forwarder reads, and the TCP
@@ -150,6 +153,7 @@ var (
 	_ Finisher  = (*accesslog.Log)(nil)
 	_ Finisher  = (*metrics.Metrics)(nil)
 	_ Finisher  = (*stats.Stats)(nil)
+	_ Finisher  = (*tap.Tap)(nil)
 	_ Requester = (*requestid.IDs)(nil)
 	_ Responder = (*requestid.IDs)(nil)
 	_ Requester = (*authz.Authz)(nil)

@@ -67,6 +67,25 @@ func (f Flag) String() string {
 	return b.String()
 }
 
+// ParseFlag is the flag named name ("UF"), as String writes it.
+func ParseFlag(name string) (Flag, bool) {
+	for _, n := range flagNames {
+		if n.name == name {
+			return n.f, true
+		}
+	}
+	return 0, false
+}
+
+// FlagNames are every flag's name, in String's order.
+func FlagNames() []string {
+	names := make([]string, len(flagNames))
+	for i, n := range flagNames {
+		names[i] = n.name
+	}
+	return names
+}
+
 // Header is a message's header as the decorations see and change it, by
 // case-insensitive name. net/http's http.Header is one.
 type Header interface {

@@ -105,6 +105,22 @@ func (h *Header) Del(name string) {
 	h.added = kept
 }
 
+// Range calls f with each field's name and value, the original ones first
+// in their order and spelling, then those added, until f returns false.
+// The strings are views, as Get's.
+func (h *Header) Range(f func(name, value string) bool) {
+	for i, fl := range h.fields {
+		if !h.gone[i] && !f(view(fl.Name.Of(h.buf)), view(fl.Value.Of(h.buf))) {
+			return
+		}
+	}
+	for _, a := range h.added {
+		if !f(a.name, a.value) {
+			return
+		}
+	}
+}
+
 // Has says whether a field named name is there.
 func (h *Header) Has(name string) bool {
 	for i, f := range h.fields {

@@ -39,6 +39,16 @@ func TestHeaderEdits(t *testing.T) {
 	if want := "Host: a\r\nX-Request-Id: r1\r\nX-Forwarded-For: 192.0.2.2\r\n"; out != want {
 		t.Errorf("AppendFields = %q; want %q", out, want)
 	}
+	var ranged []string
+	hd.Range(func(name, value string) bool { ranged = append(ranged, name+"="+value); return true })
+	if got, want := strings.Join(ranged, " "), "Host=a Accept=*/* X-Request-Id=r1 X-Forwarded-For=192.0.2.2"; got != want {
+		t.Errorf("Range = %s; want %s", got, want)
+	}
+	ranged = ranged[:0]
+	hd.Range(func(name, value string) bool { ranged = append(ranged, name); return len(ranged) < 2 })
+	if len(ranged) != 2 {
+		t.Errorf("Range went on after f returned false: %q", ranged)
+	}
 	hd.Reset(buf, h.Fields)
 	if !hd.Has("accept") || hd.Has("x-request-id") {
 		t.Error("Reset kept the edits of the last message")

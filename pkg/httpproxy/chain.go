@@ -33,6 +33,7 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 		Access:  s.access,
 		Metrics: s.metrics,
 		Stats:   s.stats.Load(),
+		Tap:     s.tap,
 		Limiter: func(cfg ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			return shared(s.limiters, own.rateLimit, cfg)
 		},

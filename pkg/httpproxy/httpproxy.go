@@ -43,6 +43,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/decor/timeout"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/pool"
@@ -65,6 +66,7 @@ type Server struct {
 	headerTimeout time.Duration
 	idle          atomic.Int64
 	metrics       *metrics.Metrics
+	tap           *tap.Tap
 	stats         atomic.Pointer[stats.Stats]
 	// errorLog takes net/http's own complaints (a malformed request, a
 	// proxy error already answered and logged) at debug level.
@@ -99,6 +101,8 @@ type Options struct {
 	// Metrics are shared by every server of the agent; nil: registered anew
 	// on the registry given to New.
 	Metrics *metrics.Metrics
+	// Tap is the admin page's live tap, shared by every server; nil: none.
+	Tap *tap.Tap
 	// HeaderTimeout bounds the wait for a request's head (slowloris); 0
 	// means 10s. BodyIdle bounds each wait for more of a request's body; 0
 	// means 30s.
@@ -135,7 +139,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	if o.Access == nil {
 		o.Access = io.Discard
 	}
-	s := &Server{log: log, access: o.Access, metrics: m, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
+	s := &Server{log: log, access: o.Access, metrics: m, tap: o.Tap, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
 		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),
 		limiters: pool.New(ratelimit.New, nil),
 		breakers: pool.New(func(c circuit.Config) *circuit.Breaker { return circuit.New(c.MaxRequests) },

@@ -18,12 +18,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -296,4 +298,44 @@ func (n *NS) Listen(network, addr string) (net.Listener, error) {
 		return err
 	})
 	return l, err
+}
+
+// Forward serves ln, in the caller's namespace, by connecting each
+// connection from inside n to addr and copying both ways, as `kubectl
+// port-forward` reaches a pod's port from a laptop. It returns when ln is
+// closed.
+func (n *NS) Forward(ln net.Listener, addr string) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go n.forwardOne(c, addr)
+	}
+}
+
+func (n *NS) forwardOne(c net.Conn, addr string) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	up, err := n.DialContext(ctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{})
+	go func() { copyHalf(up, c); close(done) }()
+	copyHalf(c, up)
+	<-done
+}
+
+// copyHalf copies src to dst, then half-closes dst's write side.
+func copyHalf(dst, src net.Conn) {
+	io.Copy(dst, src)
+	if tc, ok := dst.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
 }

@@ -7,6 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// ActiveName is the name of the gauge of open connections, for what reads
+// it back (the admin page's charts).
+const ActiveName = "veneer_tcp_active_connections"
+
 // Metrics are the agent's TCP metrics, labelled by direction (inbound,
 // outbound) and original destination port. One set serves every listener.
 type Metrics struct {
@@ -49,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Bytes received from the app and sent to clients, by original destination port.",
 		}, label),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "veneer_tcp_active_connections",
+			Name: ActiveName,
 			Help: "Captured TCP connections open now, by original destination port.",
 		}, label),
 	}

@@ -58,6 +58,11 @@ func (a *testApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.Close()
 			return
 		}
+	case r.URL.Path == "/login":
+		// A session cookie from the client's: credentials both ways.
+		w.Header().Set("Set-Cookie", "session=renewed-"+r.Header.Get("Cookie"))
+		fmt.Fprintln(w, "logged in")
+		return
 	case r.URL.Path == "/missing":
 		http.Error(w, "the app's own 404", http.StatusNotFound)
 		return

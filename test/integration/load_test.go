@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/veneermesh/veneer/pkg/localpod"
 )
 
@@ -38,17 +35,7 @@ func loadScale() scale {
 // gauge reads an unlabelled metric of the agent.
 func (p *pod) gauge(name string) float64 {
 	p.t.Helper()
-	resp, err := p.client(p.Pod.Pod).Get("http://127.0.0.1:15000/metrics")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	mf, ok := mfs[name]
+	mf, ok := p.families()[name]
 	if !ok || len(mf.GetMetric()) == 0 {
 		p.t.Fatalf("the agent does not export %s", name)
 	}

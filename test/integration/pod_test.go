@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -321,17 +322,7 @@ func (p *pod) metric(name, port string) float64 {
 // metricDir reads one sample for a direction and port.
 func (p *pod) metricDir(name, direction, port string) float64 {
 	p.t.Helper()
-	resp, err := p.client(p.Pod.Pod).Get("http://127.0.0.1:15000/metrics")
-	if err != nil {
-		p.t.Fatalf("scraping /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		p.t.Fatalf("parsing /metrics: %v", err)
-	}
-	mf, ok := families[name]
+	mf, ok := p.families()[name]
 	if !ok {
 		return 0
 	}
@@ -348,6 +339,22 @@ func (p *pod) metricDir(name, direction, port string) float64 {
 		}
 	}
 	return 0
+}
+
+// families is the agent's /metrics, parsed by Prometheus' own text parser.
+func (p *pod) families() map[string]*dto.MetricFamily {
+	p.t.Helper()
+	resp, err := p.client(p.Pod.Pod).Get("http://127.0.0.1:15000/metrics")
+	if err != nil {
+		p.t.Fatalf("scraping /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		p.t.Fatalf("parsing /metrics: %v", err)
+	}
+	return families
 }
 
 // natRules is the nat table as iptables-save prints it, without the

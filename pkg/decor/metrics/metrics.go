@@ -31,6 +31,14 @@ const Key = "metrics"
 // Switch is the kind of the switch.
 var Switch = config.Switch(Key, true)
 
+// The metrics' names, for what reads them back (the admin page's charts).
+const (
+	RequestsName     = "veneer_requests_total"
+	DurationName     = "veneer_request_duration_seconds"
+	RequestSizeName  = "veneer_request_size_bytes"
+	ResponseSizeName = "veneer_response_size_bytes"
+)
+
 // Metrics are registered once and shared by every chain.
 type Metrics struct {
 	requests                  *prometheus.CounterVec
@@ -60,19 +68,19 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	sizes := prometheus.ExponentialBuckets(64, 4, 10) // 64 B to 16 MiB
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "veneer_requests_total",
+			Name: RequestsName,
 			Help: "HTTP requests, by original destination port, method, status code and response flags.",
 		}, []string{"direction", "port", "method", "code", "flags"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "veneer_request_duration_seconds",
+			Name:    DurationName,
 			Help:    "Time from the request's arrival to the end of its response.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"direction", "port"}),
 		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "veneer_request_size_bytes", Help: "Request body sizes.", Buckets: sizes,
+			Name: RequestSizeName, Help: "Request body sizes.", Buckets: sizes,
 		}, []string{"direction", "port"}),
 		rsSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "veneer_response_size_bytes", Help: "Response body sizes.", Buckets: sizes,
+			Name: ResponseSizeName, Help: "Response body sizes.", Buckets: sizes,
 		}, []string{"direction", "port"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqSize, m.rsSize} {
