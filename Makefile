@@ -40,11 +40,17 @@ deps:
 # Every test, with the race detector, then a short run of each fuzzer (its
 # corpus is in the package's testdata/fuzz). The integration tests need root;
 # as another user they skip and say why.
-test: deps
+test: deps bin/jaeger
 	$(GO) vet ./...
 	GOOS=darwin $(GO) vet ./... # Linux-only code stays in _linux.go files, stubbed elsewhere
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
+
+# Jaeger, for the traces' test: built from the Go module proxy in a tools
+# module of its own (test/tools/jaeger pins the version), once; about four
+# minutes on two cores with an empty cache.
+bin/jaeger:
+	cd test/tools/jaeger && GOBIN=$(CURDIR)/bin $(GO) install github.com/jaegertracing/jaeger/cmd/jaeger
 
 # Load, faults and hostile input at full scale (10,000 connections, 1,000
 # keep-alive clients for a minute, 1 GiB each way, a rolling restart under
@@ -59,12 +65,12 @@ reliability: deps
 
 # veneer against a direct connection, HAProxy and nginx, behind the same
 # REDIRECT in a local pod (test/bench); prints one table, kept in bench.md.
-bench: deps build
+bench: deps build bin/jaeger
 	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v nginx >/dev/null && command -v perf >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light linux-perf >/dev/null; }
 	$(GO) build -o bin/fastapp ./test/bench/fastapp
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
-	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf $(BENCHFLAGS) | tee bench.md
+	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf -jaeger bin/jaeger $(BENCHFLAGS) | tee bench.md
 
 FUZZ := sniff:FuzzClassify config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can

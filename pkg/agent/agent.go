@@ -57,6 +57,13 @@ type Options struct {
 	// Workers is how many cores the agent runs on at once (the command sets
 	// GOMAXPROCS to it); 0: as many as the container may use.
 	Workers int
+	// Traces: where the spans of routes with tracing on go (an OTLP/HTTP
+	// collector; "" for nowhere), the share of new traces recorded, and the
+	// spans' service name and resource attributes.
+	OTLPEndpoint  string
+	TraceSampling float64
+	ServiceName   string
+	TraceResource map[string]string
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -79,6 +86,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.DurationVar(&o.DrainQuiet, "drain-quiet", time.Second, "after SIGTERM: stop accepting once no new connection came for this long")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to wait for the app to accept a connection")
 	fs.IntVar(&o.Workers, "workers", 1, "cores the agent runs on at once (GOMAXPROCS); 0: as many as the container may use (its CPU limit, else the node's cores). One, as Linkerd's proxy: a sidecar should not compete with its app, and one core costs less CPU per request")
+	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP collector to send a span per sampled request to, for routes with tracing: true (e.g. http://otel-collector:4318); empty: none. Default: $OTEL_EXPORTER_OTLP_ENDPOINT")
+	fs.Float64Var(&o.TraceSampling, "trace-sampling", 0.01, "share of the traces the agent starts that are recorded, 0 to 1 (Istio's default: 1%); a request with a traceparent is recorded as its sampled flag says")
+	fs.StringVar(&o.ServiceName, "service-name", firstOf(os.Getenv("OTEL_SERVICE_NAME"), "veneer-agent"), "the spans' service.name (veneerctl inject sets the workload's app label). Default: $OTEL_SERVICE_NAME, else veneer-agent")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "veneer-agent forwards the connections veneer-init redirected to it, and decorates them.\n"+
@@ -129,10 +139,29 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("--mark: %q is not a packet mark (e.g. 0x539)", *mark)
 	}
 	o.Mark = uint32(m)
+	if !(o.TraceSampling >= 0 && o.TraceSampling <= 1) {
+		return Options{}, fmt.Errorf("--trace-sampling: %v is not a share between 0 and 1 (0.01 is 1%%)", o.TraceSampling)
+	}
+	// The pod's own names, from the downward API (veneerctl inject sets them).
+	o.TraceResource = map[string]string{}
+	for attr, env := range map[string]string{"k8s.pod.name": "POD_NAME", "k8s.namespace.name": "POD_NAMESPACE"} {
+		if v := os.Getenv(env); v != "" {
+			o.TraceResource[attr] = v
+		}
+	}
 	if o.LogLevel, err = zerolog.ParseLevel(*level); err != nil || *level == "" {
 		return Options{}, fmt.Errorf("--log-level: %q is not a level (debug, info, warn or error)", *level)
 	}
 	return o, nil
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // accessLimit bounds the access log lines held while stdout is slow: at
@@ -172,8 +201,18 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 	defer stopLoops(loops)
 	requests := tap.New() // the admin page's live tap, of both sides
-	sides, err := openSides(ctx, o, sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests,
-		access: accessOut, reg: reg, log: log})
+	spans, err := startSpans(o, reg, log)
+	if err != nil {
+		return err
+	}
+	if spans != nil {
+		defer spans.Close() // after the drain: what is queued is sent
+	}
+	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests, access: accessOut, reg: reg, log: log}
+	if spans != nil {
+		env.spans = spans
+	}
+	sides, err := openSides(ctx, o, env)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,8 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Listen != ":15006" || o.Admin != ":15000" || o.DrainTimeout != 9*time.Second || o.ConnectTimeout != 5*time.Second || o.Workers != 1 {
+	if o.Listen != ":15006" || o.Admin != ":15000" || o.DrainTimeout != 9*time.Second || o.ConnectTimeout != 5*time.Second || o.Workers != 1 ||
+		o.TraceSampling != 0.01 || o.ServiceName != "veneer-agent" {
 		t.Errorf("options = %+v; want the defaults with the drain timeout from the environment", o)
 	}
 	for _, tc := range []struct {
@@ -25,6 +26,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--connect-timeout", "0s"}, `--connect-timeout: 0s is not a positive duration`},
 		{[]string{"--workers", "-2"}, `--workers: -2 is negative (0: as many as the container may use)`},
 		{[]string{"--log-level", "loud"}, `--log-level: "loud" is not a level (debug, info, warn or error)`},
+		{[]string{"--trace-sampling", "1.5"}, `--trace-sampling: 1.5 is not a share between 0 and 1 (0.01 is 1%)`},
 	} {
 		if _, err := ParseFlags(tc.args, io.Discard); err == nil || err.Error() != tc.want {
 			t.Errorf("ParseFlags(%q) = %v; want %q", tc.args, err, tc.want)

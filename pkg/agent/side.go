@@ -12,10 +12,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
 	"github.com/veneermesh/veneer/pkg/listen"
 	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/otlp"
 	"github.com/veneermesh/veneer/pkg/proxy"
 	"github.com/veneermesh/veneer/pkg/tproxy"
 )
@@ -34,6 +36,7 @@ type sideEnv struct {
 	tcpMetrics  *proxy.Metrics
 	httpMetrics *metrics.Metrics
 	tap         *tap.Tap
+	spans       requestid.Spans // nil: no exporter
 	access      io.Writer
 	reg         prometheus.Registerer
 	log         zerolog.Logger
@@ -108,7 +111,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, env sideEnv) (*si
 	if dir == "outbound" {
 		flag = "--outbound-listen"
 	}
-	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Metrics: env.httpMetrics, Tap: env.tap,
+	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Metrics: env.httpMetrics, Tap: env.tap, Spans: env.spans,
 		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle, UpstreamIdle: o.UpstreamIdle}, env.reg)
 	if err != nil {
 		return nil, err
@@ -165,4 +168,20 @@ func closeListeners(lns []*net.TCPListener) {
 	for _, l := range lns {
 		l.Close()
 	}
+}
+
+// startSpans starts the OTLP exporter when --otlp-endpoint names one; nil
+// without.
+func startSpans(o Options, reg prometheus.Registerer, log zerolog.Logger) (*otlp.Exporter, error) {
+	if o.OTLPEndpoint == "" {
+		return nil, nil
+	}
+	e, err := otlp.New(otlp.Options{Endpoint: o.OTLPEndpoint, Sampling: o.TraceSampling, Service: o.ServiceName,
+		Attributes: o.TraceResource}, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Str("otlp_endpoint", o.OTLPEndpoint).Float64("sampling", o.TraceSampling).Str("service", o.ServiceName).
+		Msg("sending a span per sampled request of the routes with tracing: true")
+	return e, nil
 }

@@ -27,6 +27,7 @@ type Deps struct {
 	Metrics *metrics.Metrics // registered once for the agent
 	Stats   *stats.Stats     // the per-path profiler
 	Tap     *tap.Tap         // the admin page's live tap; nil: none
+	Spans   requestid.Spans  // where sampled requests' spans go (OTLP); nil: nowhere
 	// Limiter and Breaker give the chain's owner's rate limiter and
 	// breaker for a request's port: state that outlives one config
 	// (pool.Pool), shared by a port's routes.
@@ -71,6 +72,9 @@ var order = []module{
 	{nil, func(_ config.HTTP, d Deps) (Decoration, error) { return on(d.Tap != nil, d.Tap), nil }}, // no config: always there
 	{[]config.Kind{requestid.Switch, requestid.TracingSwitch}, func(h config.HTTP, d Deps) (Decoration, error) {
 		ids, trace := config.On(h, requestid.KeyRequestID), config.On(h, requestid.KeyTracing)
+		if trace && d.Spans != nil {
+			return requestid.NewTraced(ids, d.Spans), nil
+		}
 		return on(ids || trace, requestid.New(ids, trace)), nil
 	}},
 	block(authz.Block, func(c authz.Config, d Deps) (Decoration, error) { return authz.New(c), nil }),
@@ -156,6 +160,7 @@ var (
 	_ Finisher  = (*tap.Tap)(nil)
 	_ Requester = (*requestid.IDs)(nil)
 	_ Responder = (*requestid.IDs)(nil)
+	_ Finisher  = (*requestid.Traced)(nil)
 	_ Requester = (*authz.Authz)(nil)
 	_ Requester = (*ratelimit.Decoration)(nil)
 	_ Requester = (*fault.Fault)(nil)

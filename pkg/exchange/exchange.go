@@ -96,6 +96,22 @@ type Header interface {
 	Del(name string)
 }
 
+// Trace is a W3C trace context: the trace, the agent's own span in it (the
+// parent the app sees), the client's span it continued, if any, and the
+// flags (bit 0: sampled).
+type Trace struct {
+	ID     [16]byte
+	Span   [8]byte
+	Parent [8]byte // zero when the agent started the trace
+	Flags  byte
+}
+
+// Sampled says whether the trace is recorded (its sampled flag).
+func (t *Trace) Sampled() bool { return t.Flags&1 != 0 }
+
+// Valid says whether t was set: a trace id is never all zero.
+func (t *Trace) Valid() bool { return t.ID != [16]byte{} }
+
 // Verdict is what a decoration's Request hook decides: the zero Verdict lets
 // the request go on.
 type Verdict struct {
@@ -133,6 +149,9 @@ type Exchange struct {
 	// RequestID is the X-Request-Id the agent gave the request or kept,
 	// echoed in the response ("" when request ids are off).
 	RequestID string
+	// Trace is the request's trace context as the agent sent it on (the
+	// zero Trace when tracing is off).
+	Trace Trace
 
 	// The response: Status and Response (its header) are set just before
 	// the head goes to the client, when the Response hooks run; Sent counts

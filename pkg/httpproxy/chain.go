@@ -34,6 +34,7 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 		Metrics: s.metrics,
 		Stats:   s.stats.Load(),
 		Tap:     s.tap,
+		Spans:   s.spans,
 		Limiter: func(cfg ratelimit.Config) func(uint16) *ratelimit.Limiter {
 			return shared(s.limiters, own.rateLimit, cfg)
 		},

@@ -42,6 +42,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
+	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/decor/timeout"
@@ -67,6 +68,7 @@ type Server struct {
 	idle          atomic.Int64
 	metrics       *metrics.Metrics
 	tap           *tap.Tap
+	spans         requestid.Spans
 	stats         atomic.Pointer[stats.Stats]
 	// errorLog takes net/http's own complaints (a malformed request, a
 	// proxy error already answered and logged) at debug level.
@@ -103,6 +105,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Tap is the admin page's live tap, shared by every server; nil: none.
 	Tap *tap.Tap
+	// Spans takes the spans of sampled requests on routes with tracing on
+	// (the agent's OTLP exporter); nil: none are recorded.
+	Spans requestid.Spans
 	// HeaderTimeout bounds the wait for a request's head (slowloris); 0
 	// means 10s. BodyIdle bounds each wait for more of a request's body; 0
 	// means 30s.
@@ -139,7 +144,7 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	if o.Access == nil {
 		o.Access = io.Discard
 	}
-	s := &Server{log: log, access: o.Access, metrics: m, tap: o.Tap, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
+	s := &Server{log: log, access: o.Access, metrics: m, tap: o.Tap, spans: o.Spans, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
 		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),
 		limiters: pool.New(ratelimit.New, nil),
 		breakers: pool.New(func(c circuit.Config) *circuit.Breaker { return circuit.New(c.MaxRequests) },

@@ -12,6 +12,12 @@
 //	veneer.dev/exclude-inbound-ports: "9100"
 //	veneer.dev/sidecar: native | classic     # default: native (Kubernetes 1.29+)
 //	veneer.dev/workers: "2"                 # the agent's --workers; default 1, 0 for the container's CPU limit
+//	veneer.dev/otlp-endpoint: http://otel-collector.observability:4318   # the agent's --otlp-endpoint
+//	veneer.dev/trace-sampling: "0.1"        # the agent's --trace-sampling; default 0.01
+//
+// The agent's spans are named after the workload: its pod template's
+// app.kubernetes.io/name label, else its app label, else the workload's
+// name; their resource has the pod's name and namespace (downward API).
 package inject
 
 import (
@@ -34,6 +40,8 @@ const (
 	AnnotationExcludeInboundPorts = "veneer.dev/exclude-inbound-ports"
 	AnnotationSidecar             = "veneer.dev/sidecar"
 	AnnotationWorkers             = "veneer.dev/workers"
+	AnnotationOTLPEndpoint        = "veneer.dev/otlp-endpoint"
+	AnnotationTraceSampling       = "veneer.dev/trace-sampling"
 	AnnotationInjected            = "veneer.dev/injected"
 )
 

@@ -106,7 +106,9 @@ func TestInjectAnnotationsAndKinds(t *testing.T) {
 kind: Pod
 metadata:
   name: p
-  annotations: {veneer.dev/inbound-ports: "80", veneer.dev/exclude-inbound-ports: "9100", veneer.dev/sidecar: classic, veneer.dev/workers: "2"}
+  labels: {app: shop}
+  annotations: {veneer.dev/inbound-ports: "80", veneer.dev/exclude-inbound-ports: "9100", veneer.dev/sidecar: classic, veneer.dev/workers: "2",
+    veneer.dev/otlp-endpoint: "http://otel-collector.observability:4318", veneer.dev/trace-sampling: "0.1"}
 spec:
   containers: [{name: app, image: app}]
 ---
@@ -139,8 +141,18 @@ data: {a: b}
 	if a := strings.Join(pod.InitContainers[0].Args, " "); a != "--inbound-ports 80 --exclude-inbound-ports 9100" {
 		t.Errorf("veneer-init args = %q", a)
 	}
-	if a := strings.Join(pod.Containers[0].Args, " "); a != "--config /etc/veneer/config.yaml --workers 2" {
+	if a := strings.Join(pod.Containers[0].Args, " "); a != "--config /etc/veneer/config.yaml --workers 2 --otlp-endpoint http://otel-collector.observability:4318 --trace-sampling 0.1" {
 		t.Errorf("veneer-agent args = %q", a)
+	}
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e.Value
+		if e.ValueFrom != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["VENEER_SERVICE_NAME"] != "shop" || env["POD_NAME"] != "metadata.name" || env["POD_NAMESPACE"] != "metadata.namespace" {
+		t.Errorf("veneer-agent env = %v; want the app label as the service, the pod's names from the downward API", env)
 	}
 	job, _ := podSpecOf(t, docs[1])
 	if find(job.InitContainers, AgentName) == nil || job.InitContainers[0].Args[1] != "*" {
@@ -161,6 +173,10 @@ func TestInjectErrors(t *testing.T) {
 			`document 1 (Pod/p): metadata.annotations[veneer.dev/sidecar]: "sometimes" is not a sidecar kind (native or classic)`},
 		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/workers: \"-1\"}}\nspec: {containers: [{name: a}]}\n",
 			`document 1 (Pod/p): metadata.annotations[veneer.dev/workers]: "-1" is not a number of cores (0-1024; 0: as many as the container may use)`},
+		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/otlp-endpoint: \"collector:4318\"}}\nspec: {containers: [{name: a}]}\n",
+			`document 1 (Pod/p): metadata.annotations[veneer.dev/otlp-endpoint]: "collector:4318" is not an http:// or https:// URL of a collector (e.g. http://otel-collector:4318)`},
+		{"kind: Pod\nmetadata: {name: p, annotations: {veneer.dev/trace-sampling: \"5%\"}}\nspec: {containers: [{name: a}]}\n",
+			`document 1 (Pod/p): metadata.annotations[veneer.dev/trace-sampling]: "5%" is not a share between 0 and 1 (0.01 is 1%)`},
 		{"kind: Service\n---\nkind: Pod\nspec: {containerz: []}\n", `document 2 (Pod): error unmarshaling JSON: while decoding JSON: json: unknown field "containerz"`},
 		{"kind: [unclosed\n", "document 1: not Kubernetes YAML: yaml: line 1: did not find expected ',' or ']'"},
 	} {

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,13 +64,25 @@ func (w *workload) inject(o Options) error {
 		}
 		agentArgs = append(agentArgs, "--workers", v)
 	}
+	if v, where, ok := w.annotation(AnnotationOTLPEndpoint); ok {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s[%s]: %q is not an http:// or https:// URL of a collector (e.g. http://otel-collector:4318)", where, AnnotationOTLPEndpoint, v)
+		}
+		agentArgs = append(agentArgs, "--otlp-endpoint", v)
+	}
+	if v, where, ok := w.annotation(AnnotationTraceSampling); ok {
+		if f, err := strconv.ParseFloat(v, 64); err != nil || !(f >= 0 && f <= 1) {
+			return fmt.Errorf("%s[%s]: %q is not a share between 0 and 1 (0.01 is 1%%)", where, AnnotationTraceSampling, v)
+		}
+		agentArgs = append(agentArgs, "--trace-sampling", v)
+	}
 
 	initArgs := []string{"--inbound-ports", ports}
 	if exclude != "" {
 		initArgs = append(initArgs, "--exclude-inbound-ports", exclude)
 	}
 	init := initContainer(o.InitImage, initArgs)
-	agent := agentContainer(o.AgentImage)
+	agent := agentContainer(o.AgentImage, w.serviceName())
 	agent.Args = append(agent.Args, agentArgs...)
 	if sidecar == "native" {
 		always := corev1.ContainerRestartPolicyAlways
@@ -156,7 +169,18 @@ func initContainer(image string, args []string) corev1.Container {
 	}
 }
 
-func agentContainer(image string) corev1.Container {
+// serviceName is what the workload's spans are named: the pod template's
+// app.kubernetes.io/name label, else its app label, else the workload's name.
+func (w *workload) serviceName() string {
+	for _, l := range []string{"app.kubernetes.io/name", "app"} {
+		if v := w.meta.Labels[l]; v != "" {
+			return v
+		}
+	}
+	return w.name
+}
+
+func agentContainer(image, service string) corev1.Container {
 	uid, no, yes := int64(ProxyUID), false, true
 	ready := &corev1.Probe{
 		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt(AdminPort)}},
@@ -173,6 +197,11 @@ func agentContainer(image string) corev1.Container {
 			PeriodSeconds: 10,
 		},
 		VolumeMounts: []corev1.VolumeMount{{Name: ConfigVolume, MountPath: ConfigMountDir, ReadOnly: true}},
+		Env: []corev1.EnvVar{
+			{Name: "VENEER_SERVICE_NAME", Value: service},
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                &uid,
 			RunAsGroup:               &uid,

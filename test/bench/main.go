@@ -37,6 +37,7 @@ var (
 	bin      = flag.String("bin", "bin", "where veneer's binaries, fastapp and fortio are")
 	only     = flag.String("cases", "", "measure only the cases whose names match this regular expression")
 	workers2 = flag.Bool("two-workers", false, "also measure veneer tcp and http with --workers 2, beside the default one")
+	jaeger   = flag.String("jaeger", "", "a Jaeger binary (make bin/jaeger): also measure veneer http with tracing, its spans sent over OTLP to it at 1% and 100% sampling")
 	compare  = flag.String("compare", "", "another veneer-agent binary (an older build, say) to measure as tcp and http cases beside this one")
 	profiles = flag.String("profile", "", "write a CPU profile of each veneer case's wrk run (pprof, from its admin port) to this folder")
 	perfStat = flag.Bool("perf", false, "count each proxy's syscalls and context switches during the wrk run (perf stat), per request")
@@ -196,6 +197,23 @@ func run() error {
 	if *workers2 {
 		cases = append(cases, veneer("veneer tcp (2 workers)", 15706, tcpCfg, "--workers", "2"),
 			veneer("veneer http (default decorations, 2 workers)", 15806, httpCfg, "--workers", "2"))
+	}
+	if *jaeger != "" {
+		// Jaeger in the pod, on its loopback: its CPU is not the agent's,
+		// which is what these cases compare (µs per request).
+		conf, _ := filepath.Abs("test/tools/jaeger/config.yaml")
+		j := exec.Command(*jaeger, "--config", "file:"+conf)
+		j.Env = append(os.Environ(), "OTLP_ENDPOINT=127.0.0.1:4318")
+		j.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := pod.Pod.Start(j, 0); err != nil {
+			return fmt.Errorf("jaeger: %w", err)
+		}
+		procs = append(procs, j)
+		traceCfg := cfg("tracing.yaml", "default: {protocol: http, http: {requestId: true, tracing: true}}\n")
+		otlp := []string{"--otlp-endpoint", "http://127.0.0.1:4318", "--trace-sampling"}
+		cases = append(cases, veneer("veneer http (tracing, no exporter)", 16606, traceCfg),
+			veneer("veneer http (tracing, OTLP 1%)", 16706, traceCfg, append(otlp, "0.01")...),
+			veneer("veneer http (tracing, OTLP 100%)", 16806, traceCfg, append(otlp, "1")...))
 	}
 	if *compare != "" {
 		cases = append(cases, veneerBinary(*compare, "compared tcp", 16406, tcpCfg),

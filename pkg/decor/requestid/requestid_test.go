@@ -1,6 +1,7 @@
 package requestid
 
 import (
+	"encoding/hex"
 	"net/http"
 	"regexp"
 	"testing"
@@ -55,5 +56,53 @@ func TestTraceparent(t *testing.T) {
 		if m := tp.FindStringSubmatch(seen.Get(HeaderTraceparent)); m == nil || m[1] == "00000000000000000000000000000000" {
 			t.Errorf("traceparent %q: sent on %q; want a new valid trace", bad, seen.Get(HeaderTraceparent))
 		}
+	}
+}
+
+type spans struct {
+	sample   bool
+	exported []*exchange.Exchange
+}
+
+func (s *spans) Sample([16]byte) bool        { return s.sample }
+func (s *spans) Export(x *exchange.Exchange) { s.exported = append(s.exported, x) }
+
+// With spans to export, a new trace is sampled as the exporter says and a
+// continued one as its flag says; only sampled requests are exported, with
+// the ids the app saw.
+func TestTracedSampling(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		sample    bool
+		wantFlags string
+	}{
+		{"new, sampled", "", true, "01"},
+		{"new, not sampled", "", false, "00"},
+		{"continued, sampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false, "01"},
+		{"continued, not sampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", true, "00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := &spans{sample: tc.sample}
+			d := NewTraced(false, sp)
+			x := &exchange.Exchange{Request: http.Header{}, Response: http.Header{}}
+			if tc.in != "" {
+				x.Request.Set(HeaderTraceparent, tc.in)
+			}
+			d.Request(x)
+			d.Done(x)
+			sent := x.Request.Get(HeaderTraceparent)
+			if sent[53:] != tc.wantFlags {
+				t.Errorf("sent %s; want flags %s", sent, tc.wantFlags)
+			}
+			if got := string(AppendTraceparent(nil, &x.Trace)); got != sent {
+				t.Errorf("the exchange's trace %s; the app saw %s", got, sent)
+			}
+			if tc.in != "" && (TraceID(sent) != TraceID(tc.in) || hex.EncodeToString(x.Trace.Parent[:]) != tc.in[36:52]) {
+				t.Errorf("continued %s as %s, parent %x; want the same trace, the client's span as parent", tc.in, sent, x.Trace.Parent)
+			}
+			if want := tc.wantFlags == "01"; (len(sp.exported) == 1) != want {
+				t.Errorf("%d exported; want sampled %v", len(sp.exported), want)
+			}
+		})
 	}
 }
