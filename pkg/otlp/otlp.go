@@ -1,10 +1,10 @@
 // Package otlp exports a span per sampled request to an OpenTelemetry
-// collector over OTLP/HTTP (protobuf), with OpenTelemetry's Go SDK: the
-// spans Envoy's sidecar sends for Istio, with the attributes of
-// OpenTelemetry's HTTP semantic conventions and veneer's response flags.
+// collector over OTLP/HTTP (protobuf, POST /v1/traces): the spans Envoy's
+// sidecar sends for Istio, with the attributes of OpenTelemetry's HTTP
+// semantic conventions and veneer's response flags.
 //
 //	e, err := otlp.New(otlp.Options{Endpoint: "http://collector:4318", Sampling: 0.01, Service: "shop"}, reg, log)
-//	defer e.Close()         // sends what is queued, for at most a few seconds
+//	defer e.Close()         // sends what is queued, for at most the export timeout
 //	ids := requestid.NewTraced(true, e)
 //
 // Exporting never holds a request: the request's side copies what the span
@@ -12,29 +12,37 @@
 // sends them in batches. A full queue (a collector down or slow) drops
 // spans, and a failed export drops its batch: both are counted in
 // veneer_trace_spans_dropped_total{reason}.
+//
+// The spans are OpenTelemetry's own protobuf types (go.opentelemetry.io/
+// proto/otlp), made here from the exchange's record rather than through the
+// OpenTelemetry SDK: the SDK's OTLP/HTTP exporter links gRPC and its
+// gateway into every agent (9 MB of binary, 5 MiB of resident memory with
+// tracing off), and its span life cycle is for code that instruments
+// itself, not for a proxy that knows each span whole when it ends.
 package otlp
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/veneermesh/veneer/pkg/exchange"
 )
@@ -48,8 +56,9 @@ type Options struct {
 	// recorded, 0 to 1; a request that comes with a traceparent is
 	// recorded as its sampled flag says.
 	Sampling float64
-	// Service is the spans' service.name; Attributes are added to their
-	// resource (k8s.namespace.name, k8s.pod.name).
+	// Service is the spans' service.name ("" means veneer-agent);
+	// Attributes are added to their resource (k8s.namespace.name,
+	// k8s.pod.name).
 	Service    string
 	Attributes map[string]string
 	// Queue bounds the spans waiting to be sent; 0 means 2048.
@@ -65,12 +74,12 @@ type Options struct {
 // Exporter queues and sends the spans.
 type Exporter struct {
 	o         Options
+	url       string
+	client    *http.Client
 	threshold uint64 // a new trace is sampled when its id's low 8 bytes are below it
 	queue     chan span
-	exporter  sdktrace.SpanExporter
-	provider  *sdktrace.TracerProvider
-	tracer    trace.Tracer
-	batch     []sdktrace.ReadOnlySpan
+	batch     []span
+	resource  *resourcepb.Resource
 	done      chan struct{}
 	log       zerolog.Logger
 
@@ -104,20 +113,11 @@ func New(o Options, reg prometheus.Registerer, log zerolog.Logger) (*Exporter, e
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	path := strings.TrimSuffix(u.Path, "/") + "/v1/traces"
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host), otlptracehttp.WithURLPath(path),
-		otlptracehttp.WithTimeout(o.Timeout),
-		// A batch that failed is counted as dropped: the queue behind it
-		// is what waits, not a retry loop.
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false})}
-	if u.Scheme == "http" {
-		opts = append(opts, otlptracehttp.WithInsecure())
-	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("--otlp-endpoint: %w", err)
-	}
-	e := &Exporter{o: o, queue: make(chan span, o.Queue), exporter: exp, done: make(chan struct{}),
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
+	e := &Exporter{o: o, url: u.String(), queue: make(chan span, o.Queue), done: make(chan struct{}),
+		// One connection, kept: one goroutine sends, a batch at a time.
+		client: &http.Client{Timeout: o.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute,
+			Proxy: http.ProxyFromEnvironment}},
 		log: log.With().Str("component", "otlp").Logger()}
 	// Sampling as OpenTelemetry's TraceIDRatioBased: by the trace id's low
 	// 8 bytes, so every agent a trace crosses decides alike.
@@ -125,17 +125,15 @@ func New(o Options, reg prometheus.Registerer, log zerolog.Logger) (*Exporter, e
 	if o.Sampling >= 1 {
 		e.threshold = 1 << 63
 	}
-	attrs := []attribute.KeyValue{semconv.ServiceName(o.Service)}
-	for k, v := range o.Attributes {
-		attrs = append(attrs, attribute.String(k, v))
+	e.resource = &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str(string(semconv.ServiceNameKey), o.Service)}}
+	keys := make([]string, 0, len(o.Attributes))
+	for k := range o.Attributes {
+		keys = append(keys, k)
 	}
-	e.provider = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(resource.NewWithAttributes(semconv.SchemaURL, attrs...)),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()), // sampled already: only sampled requests come here
-		sdktrace.WithIDGenerator(ids{}),
-		sdktrace.WithSpanProcessor(collect{e}),
-	)
-	e.tracer = e.provider.Tracer("github.com/veneermesh/veneer")
+	sort.Strings(keys)
+	for _, k := range keys {
+		e.resource.Attributes = append(e.resource.Attributes, str(k, o.Attributes[k]))
+	}
 	e.exported = prometheus.NewCounter(prometheus.CounterOpts{Name: "veneer_trace_spans_exported_total",
 		Help: "Spans of sampled requests accepted by the OTLP collector."})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veneer_trace_spans_dropped_total",
@@ -193,13 +191,11 @@ func (e *Exporter) Export(x *exchange.Exchange) {
 func (e *Exporter) Close() error {
 	close(e.queue)
 	<-e.done
-	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
-	defer cancel()
-	return errors.Join(e.provider.Shutdown(ctx), e.exporter.Shutdown(ctx))
+	return nil
 }
 
-// run makes spans of what is queued and sends them, a batch when it is
-// full or has waited Interval.
+// run sends what is queued, a batch when it is full or has waited
+// Interval.
 func (e *Exporter) run() {
 	defer close(e.done)
 	tick := time.NewTicker(e.o.Interval)
@@ -211,7 +207,7 @@ func (e *Exporter) run() {
 				e.flush()
 				return
 			}
-			e.record(s)
+			e.batch = append(e.batch, s)
 			if len(e.batch) >= e.o.Batch {
 				e.flush()
 			}
@@ -225,93 +221,145 @@ func (e *Exporter) flush() {
 	if len(e.batch) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
-	err := e.exporter.ExportSpans(ctx, e.batch)
-	cancel()
-	if err != nil {
-		e.failed.Add(float64(len(e.batch)))
-		e.log.Debug().Err(err).Int("spans", len(e.batch)).Msg("export failed; spans dropped")
-	} else {
-		e.exported.Add(float64(len(e.batch)))
-	}
+	n := len(e.batch)
+	err := e.send()
 	clear(e.batch)
 	e.batch = e.batch[:0]
+	if err != nil {
+		e.failed.Add(float64(n))
+		e.log.Debug().Err(err).Int("spans", n).Msg("export failed; spans dropped")
+		return
+	}
+	e.exported.Add(float64(n))
 }
 
-// record makes s's span through the SDK, which hands it, ended, to collect.
-func (e *Exporter) record(s span) {
-	ctx := context.WithValue(context.Background(), idsKey{}, &s.trace)
-	if s.trace.Parent != [8]byte{} {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: s.trace.ID, SpanID: s.trace.Parent, TraceFlags: trace.TraceFlags(s.trace.Flags), Remote: true}))
+// send posts the batch as an ExportTraceServiceRequest (whose one field is
+// TracesData's: the same bytes).
+func (e *Exporter) send() error {
+	spans := make([]*tracepb.Span, len(e.batch))
+	for i := range e.batch {
+		spans[i] = e.batch[i].otlp()
 	}
-	kind := trace.SpanKindServer
+	body, err := proto.Marshal(&tracepb.TracesData{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   e.resource,
+		ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: "github.com/veneermesh/veneer"}, Spans: spans}},
+		SchemaUrl:  semconv.SchemaURL,
+	}}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", e.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so that the connection is kept
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("collector answered %s", resp.Status)
+	}
+	return nil
+}
+
+// otlp is s as an OTLP span.
+func (s *span) otlp() *tracepb.Span {
+	kind := tracepb.Span_SPAN_KIND_SERVER
 	if s.direction == "outbound" {
-		kind = trace.SpanKindClient
+		kind = tracepb.Span_SPAN_KIND_CLIENT
 	}
 	name := s.method
 	if s.route != "" {
 		name += " " + s.route
 	}
-	_, sp := e.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(s.start), trace.WithAttributes(attributes(&s)...))
+	p := &tracepb.Span{
+		TraceId:           s.trace.ID[:],
+		SpanId:            s.trace.Span[:],
+		Flags:             uint32(s.trace.Flags),
+		Name:              name,
+		Kind:              kind,
+		StartTimeUnixNano: uint64(s.start.UnixNano()),
+		EndTimeUnixNano:   uint64(s.end.UnixNano()),
+		Attributes:        attributes(s),
+	}
+	if s.trace.Parent != [8]byte{} {
+		p.ParentSpanId = s.trace.Parent[:]
+		p.Flags |= 0x300 // the parent is remote (OTLP's SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE and IS_REMOTE)
+	} else {
+		p.Flags |= 0x100 // known to be local: there is no parent
+	}
 	// Server spans are errors for 5xx only (the client's 4xx is not the
 	// server's failure); client spans for 4xx too, as the conventions say.
-	if s.status >= 500 || kind == trace.SpanKindClient && s.status >= 400 || s.status == 0 {
-		sp.SetStatus(codes.Error, s.failure)
+	if s.status >= 500 || kind == tracepb.Span_SPAN_KIND_CLIENT && s.status >= 400 || s.status == 0 {
+		p.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: s.failure}
 	}
-	sp.End(trace.WithTimestamp(s.end))
+	return p
 }
 
 // attributes are OpenTelemetry's HTTP semantic conventions for s, and
 // veneer's own.
-func attributes(s *span) []attribute.KeyValue {
-	host, port := s.host, int(s.port)
+func attributes(s *span) []*commonpb.KeyValue {
+	host, port := s.host, int64(s.port)
 	if h, p, err := net.SplitHostPort(s.host); err == nil {
 		host = h
 		if n, err := strconv.Atoi(p); err == nil {
-			port = n
+			port = int64(n)
 		}
 	}
-	a := []attribute.KeyValue{
-		semconv.HTTPRequestMethodKey.String(s.method),
-		semconv.URLPath(s.path),
-		semconv.URLScheme("http"),
-		semconv.ServerAddress(host),
-		semconv.ServerPort(port),
-		semconv.ClientAddress(s.client.Addr().String()),
-		semconv.ClientPort(int(s.client.Port())),
-		semconv.NetworkPeerAddress(s.client.Addr().String()),
-		semconv.NetworkPeerPort(int(s.client.Port())),
-		semconv.NetworkProtocolVersion(strings.TrimPrefix(s.proto, "HTTP/")),
-		semconv.HTTPRequestBodySize(int(s.received)),
-		semconv.HTTPResponseBodySize(int(s.sent)),
-		attribute.String("veneer.direction", s.direction),
-	}
+	peer := s.client
 	if s.direction == "outbound" {
-		// The peer of a client span is the destination.
-		a[7], a[8] = semconv.NetworkPeerAddress(s.upstream.Addr().String()), semconv.NetworkPeerPort(int(s.upstream.Port()))
-	} else if s.upstream.IsValid() {
-		a = append(a, attribute.String("veneer.upstream.address", s.upstream.String()))
+		peer = s.upstream // the peer of a client span is the destination
+	}
+	a := []*commonpb.KeyValue{
+		str(string(semconv.HTTPRequestMethodKey), s.method),
+		str(string(semconv.URLPathKey), s.path),
+		str(string(semconv.URLSchemeKey), "http"),
+		str(string(semconv.ServerAddressKey), host),
+		num(string(semconv.ServerPortKey), port),
+		str(string(semconv.ClientAddressKey), s.client.Addr().String()),
+		num(string(semconv.ClientPortKey), int64(s.client.Port())),
+		str(string(semconv.NetworkPeerAddressKey), peer.Addr().String()),
+		num(string(semconv.NetworkPeerPortKey), int64(peer.Port())),
+		str(string(semconv.NetworkProtocolVersionKey), strings.TrimPrefix(s.proto, "HTTP/")),
+		num(string(semconv.HTTPRequestBodySizeKey), s.received),
+		num(string(semconv.HTTPResponseBodySizeKey), s.sent),
+		str("veneer.direction", s.direction),
+	}
+	if s.direction != "outbound" && s.upstream.IsValid() {
+		a = append(a, str("veneer.upstream.address", s.upstream.String()))
 	}
 	if s.status != 0 {
-		a = append(a, semconv.HTTPResponseStatusCode(s.status))
+		a = append(a, num(string(semconv.HTTPResponseStatusCodeKey), int64(s.status)))
 	}
 	if s.status >= 500 || s.status == 0 {
-		a = append(a, semconv.ErrorTypeKey.String(errorType(s)))
+		a = append(a, str(string(semconv.ErrorTypeKey), errorType(s)))
 	}
 	if s.route != "" {
-		a = append(a, semconv.HTTPRoute(s.route))
+		a = append(a, str(string(semconv.HTTPRouteKey), s.route))
 	}
 	if s.agent != "" {
-		a = append(a, semconv.UserAgentOriginal(s.agent))
+		a = append(a, str(string(semconv.UserAgentOriginalKey), s.agent))
 	}
 	if s.flagged {
-		a = append(a, attribute.String("veneer.response_flags", s.flags))
+		a = append(a, str("veneer.response_flags", s.flags))
 	}
 	if s.requestID != "" {
-		a = append(a, attribute.String("veneer.request_id", s.requestID))
+		a = append(a, str("veneer.request_id", s.requestID))
 	}
 	return a
+}
+
+func str(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func num(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
 }
 
 // errorType is error.type: the status code, or what failed when there was
@@ -325,27 +373,3 @@ func errorType(s *span) string {
 	}
 	return "_OTHER"
 }
-
-// ids gives the SDK the ids the request already carries: the agent's span
-// id went to the app as its parent before the span was made.
-type ids struct{}
-
-type idsKey struct{}
-
-func (ids) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	t := ctx.Value(idsKey{}).(*exchange.Trace)
-	return t.ID, t.Span
-}
-
-func (ids) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
-	return ctx.Value(idsKey{}).(*exchange.Trace).Span
-}
-
-// collect takes the ended spans into the batch; the SDK calls it on run's
-// goroutine, from End.
-type collect struct{ e *Exporter }
-
-func (c collect) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (c collect) OnEnd(s sdktrace.ReadOnlySpan)                   { c.e.batch = append(c.e.batch, s) }
-func (c collect) Shutdown(context.Context) error                  { return nil }
-func (c collect) ForceFlush(context.Context) error                { return nil }
