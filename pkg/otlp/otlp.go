@@ -82,6 +82,7 @@ type Exporter struct {
 	resource  *resourcepb.Resource
 	done      chan struct{}
 	log       zerolog.Logger
+	failing   bool // the last export failed: logged once, until one succeeds
 
 	exported  prometheus.Counter
 	queueFull prometheus.Counter
@@ -227,9 +228,16 @@ func (e *Exporter) flush() {
 	e.batch = e.batch[:0]
 	if err != nil {
 		e.failed.Add(float64(n))
-		e.log.Debug().Err(err).Int("spans", n).Msg("export failed; spans dropped")
+		if !e.failing {
+			e.log.Warn().Err(err).Str("endpoint", e.url).Msg("exporting spans failed; they are dropped and counted in veneer_trace_spans_dropped_total until the collector answers")
+		}
+		e.failing = true
 		return
 	}
+	if e.failing {
+		e.log.Info().Str("endpoint", e.url).Msg("exporting spans again")
+	}
+	e.failing = false
 	e.exported.Add(float64(n))
 }
 
