@@ -16,8 +16,10 @@ build: $(BINARIES)
 
 bin/veneer-init: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/init
+# -buildvcs=auto: the admin page's /version shows the commit, even where
+# GOFLAGS turns stamping off.
 bin/veneer-agent: FORCE
-	$(GO) build -trimpath -o $@ ./cmd/agent
+	$(GO) build -trimpath -buildvcs=auto -o $@ ./cmd/agent
 bin/localpod: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/localpod
 bin/veneerctl: FORCE

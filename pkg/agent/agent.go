@@ -205,11 +205,9 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	if spans != nil {
-		defer spans.Close() // after the drain: what is queued is sent
-	}
 	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests, access: accessOut, reg: reg, log: log}
-	if spans != nil {
+	if spans != nil { // not a nil *Exporter in the interface
+		defer spans.Close() // after the drain: what is queued is sent
 		env.spans = spans
 	}
 	sides, err := openSides(ctx, o, env)
