@@ -111,7 +111,7 @@ type Config struct {
 	// Fields are the line's fields from Fields, in the order given; left
 	// out, every default field. An empty list writes only the header
 	// fields.
-	Fields []string `yaml:"fields" json:"fields"`
+	Fields []string `yaml:"fields" json:"fields,omitempty"`
 	// RequestHeaders adds a field per entry, its key the field's name, its
 	// value the request header the field holds (the first value, as the
 	// app was sent it; "" when the request had none), in the order given.

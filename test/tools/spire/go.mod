@@ -1,0 +1,3 @@
+module github.com/veneermesh/veneer/test/tools/spire
+
+go 1.26
