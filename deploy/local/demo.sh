@@ -113,8 +113,8 @@ bold "9. The per-path profiler: /stats"
 in_pod -- curl -s http://127.0.0.1:15000/stats | tr -d ' \n' | sed -e 's/},{/},\n  {/g' -e 's/^{"paths":\[/  /' -e 's/\]}$//'; echo
 
 ADMIN=${DEMO_ADMIN:-127.0.0.1:15000}
-bold "10. The admin page: a port-forward to the agent's port 15000, as kubectl port-forward pod/NAME 15000 gives"
-"$BIN/localpod" forward $POD-client "$ADMIN" "$POD_IP:15000" >/dev/null 2>"$WORK/forward.log" &
+bold "10. The admin page: a port-forward to the pod's 127.0.0.1:15000, as kubectl port-forward pod/NAME 15000 gives"
+"$BIN/localpod" forward $POD-pod "$ADMIN" 127.0.0.1:15000 >/dev/null 2>"$WORK/forward.log" &
 FORWARD_PID=$!
 wait_for "the port-forward" curl -sf -o /dev/null "http://$ADMIN/ready"
 echo "  open http://$ADMIN/ : live charts, the tap, the per-path profiler, the config ($(curl -s "http://$ADMIN/" | grep -o '<title>[^<]*' | cut -c8-))"

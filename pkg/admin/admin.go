@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 
@@ -56,6 +57,21 @@ func New(g prometheus.Gatherer) *Admin {
 		json.NewEncoder(w).Encode(Version())
 	})
 	return a
+}
+
+// LoopbackOnly serves h to clients on the pod's own loopback only, as
+// `kubectl port-forward` arrives; others get 403. For what shows live
+// traffic (the tap): the admin port is reachable from the pod network, for
+// Prometheus.
+func LoopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+			http.Error(w, "answered on the pod's loopback only: use kubectl port-forward pod/NAME 15000", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 //go:embed ui

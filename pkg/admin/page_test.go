@@ -152,3 +152,18 @@ func TestLive(t *testing.T) {
 		t.Errorf("%d gathers after the page went; want at most the one under way", m-n)
 	}
 }
+
+// The tap's guard: the pod's loopback (kubectl port-forward) only.
+func TestLoopbackOnly(t *testing.T) {
+	h := LoopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("tapped")) }))
+	for addr, want := range map[string]int{"127.0.0.1:5000": 200, "[::1]:5000": 200, "[::ffff:127.0.0.1]:5000": 200,
+		"10.213.0.1:5000": 403, "[fd00::1]:5000": 403, "junk": 403} {
+		req := httptest.NewRequest("GET", "/tap", nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("from %s: %d; want %d", addr, rec.Code, want)
+		}
+	}
+}

@@ -30,12 +30,13 @@ type adminServers struct {
 
 // newAdmin is --admin's handler: admin's endpoints and page over reg, with
 // the HTTP profiler's GET /stats, the running config's GET /config and the
-// live tap's GET /tap.
+// live tap's GET /tap, which shows live requests and so answers only on the
+// pod's loopback (kubectl port-forward's way in).
 func newAdmin(reg prometheus.Gatherer, stats, config, tap http.Handler) *admin.Admin {
 	a := admin.New(reg)
 	a.Handle("GET /stats", stats)
 	a.Handle("GET /config", config)
-	a.Handle("GET /tap", tap)
+	a.Handle("GET /tap", admin.LoopbackOnly(tap))
 	return a
 }
 

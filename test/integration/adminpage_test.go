@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image/png"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,11 +22,12 @@ import (
 )
 
 // The admin page in a real browser: headless Chromium, driven over the
-// DevTools protocol, opens the agent's page through a port-forward (as
-// `kubectl port-forward pod/NAME 15000` gives a user) while clients send
-// requests. The charts draw, the request count on the page is /metrics',
-// a request made after the page opened shows in the tap, credentials never
-// reach the page, and a path with markup in it stays text.
+// DevTools protocol, opens the agent's page through a port-forward to the
+// pod's loopback (as `kubectl port-forward pod/NAME 15000` gives a user)
+// while clients send requests. The tap is refused from the pod network.
+// The charts draw, the request count on the page is /metrics', a request
+// made after the page opened shows in the tap, credentials never reach the
+// page, and a path with markup in it stays text.
 func TestAdminPageInABrowser(t *testing.T) {
 	t.Parallel()
 	requireTool(t, "chromium")
@@ -43,9 +43,15 @@ ports: {"8080": {protocol: http, routes: [{prefix: /chaos, fault: {abort: {statu
 	if err != nil {
 		t.Fatal(err)
 	}
-	go p.Pod.Client.Forward(ln, netip.AddrPortFrom(localpod.PodIP, 15000).String())
+	// Into the pod's own loopback, as kubectl port-forward goes: the tap
+	// answers there only.
+	go p.Pod.Pod.Forward(ln, "127.0.0.1:15000")
 	t.Cleanup(func() { ln.Close() })
 	page := "http://" + ln.Addr().String() + "/"
+	// From the pod network the tap is refused (the page and /metrics are not).
+	if resp, err := p.client(p.Pod.Client).Get(fmt.Sprintf("http://%s:15000/tap", localpod.PodIP)); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("the tap from the client namespace: %v %v; want 403", resp, err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
