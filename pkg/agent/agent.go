@@ -33,6 +33,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/logsink"
+	"github.com/veneermesh/veneer/pkg/otlp"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -139,8 +140,8 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("--mark: %q is not a packet mark (e.g. 0x539)", *mark)
 	}
 	o.Mark = uint32(m)
-	if !(o.TraceSampling >= 0 && o.TraceSampling <= 1) {
-		return Options{}, fmt.Errorf("--trace-sampling: %v is not a share between 0 and 1 (0.01 is 1%%)", o.TraceSampling)
+	if err := otlp.CheckSampling(o.TraceSampling); err != nil {
+		return Options{}, fmt.Errorf("--trace-sampling: %w", err)
 	}
 	// The pod's own names, from the downward API (veneerctl inject sets them).
 	o.TraceResource = map[string]string{}

@@ -2,7 +2,6 @@ package inject
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/veneermesh/veneer/pkg/capture"
+	"github.com/veneermesh/veneer/pkg/otlp"
 )
 
 // prometheusAnnotations are added so that an annotation-driven Prometheus
@@ -65,13 +65,13 @@ func (w *workload) inject(o Options) error {
 		agentArgs = append(agentArgs, "--workers", v)
 	}
 	if v, where, ok := w.annotation(AnnotationOTLPEndpoint); ok {
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%s[%s]: %q is not an http:// or https:// URL of a collector (e.g. http://otel-collector:4318)", where, AnnotationOTLPEndpoint, v)
+		if _, err := otlp.ParseEndpoint(v); err != nil {
+			return fmt.Errorf("%s[%s]: %w", where, AnnotationOTLPEndpoint, err)
 		}
 		agentArgs = append(agentArgs, "--otlp-endpoint", v)
 	}
 	if v, where, ok := w.annotation(AnnotationTraceSampling); ok {
-		if f, err := strconv.ParseFloat(v, 64); err != nil || !(f >= 0 && f <= 1) {
+		if f, err := strconv.ParseFloat(v, 64); err != nil || otlp.CheckSampling(f) != nil {
 			return fmt.Errorf("%s[%s]: %q is not a share between 0 and 1 (0.01 is 1%%)", where, AnnotationTraceSampling, v)
 		}
 		agentArgs = append(agentArgs, "--trace-sampling", v)

@@ -92,12 +92,12 @@ type Exporter struct {
 // New checks o and starts the exporter's goroutine; nothing is sent until
 // spans come.
 func New(o Options, reg prometheus.Registerer, log zerolog.Logger) (*Exporter, error) {
-	u, err := url.Parse(o.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--otlp-endpoint: %q is not an http:// or https:// URL of a collector (e.g. http://otel-collector:4318)", o.Endpoint)
+	u, err := ParseEndpoint(o.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("--otlp-endpoint: %w", err)
 	}
-	if !(o.Sampling >= 0 && o.Sampling <= 1) {
-		return nil, fmt.Errorf("--trace-sampling: %v is not a share between 0 and 1 (0.01 is 1%%)", o.Sampling)
+	if err := CheckSampling(o.Sampling); err != nil {
+		return nil, fmt.Errorf("--trace-sampling: %w", err)
 	}
 	if o.Service == "" {
 		o.Service = "veneer-agent"
@@ -120,12 +120,7 @@ func New(o Options, reg prometheus.Registerer, log zerolog.Logger) (*Exporter, e
 		client: &http.Client{Timeout: o.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute,
 			Proxy: http.ProxyFromEnvironment}},
 		log: log.With().Str("component", "otlp").Logger()}
-	// Sampling as OpenTelemetry's TraceIDRatioBased: by the trace id's low
-	// 8 bytes, so every agent a trace crosses decides alike.
-	e.threshold = uint64(o.Sampling * (1 << 63))
-	if o.Sampling >= 1 {
-		e.threshold = 1 << 63
-	}
+	e.threshold = threshold(o.Sampling)
 	e.resource = &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str(string(semconv.ServiceNameKey), o.Service)}}
 	keys := make([]string, 0, len(o.Attributes))
 	for k := range o.Attributes {
@@ -150,6 +145,33 @@ func New(o Options, reg prometheus.Registerer, log zerolog.Logger) (*Exporter, e
 	return e, nil
 }
 
+// ParseEndpoint is a collector's OTLP/HTTP base URL, or why s is not one.
+func ParseEndpoint(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an http:// or https:// URL of a collector (e.g. http://otel-collector:4318)", s)
+	}
+	return u, nil
+}
+
+// CheckSampling says why f is not a sampling share, if it is not.
+func CheckSampling(f float64) error {
+	if !(f >= 0 && f <= 1) {
+		return fmt.Errorf("%v is not a share between 0 and 1 (0.01 is 1%%)", f)
+	}
+	return nil
+}
+
+// threshold is Sample's bound for a share f of traces, as OpenTelemetry's
+// TraceIDRatioBased: by the trace id's low 8 bytes, so that every agent a
+// trace crosses decides alike.
+func threshold(f float64) uint64 {
+	if f >= 1 {
+		return 1 << 63
+	}
+	return uint64(f * (1 << 63))
+}
+
 // Sample says whether a trace the agent starts is recorded.
 func (e *Exporter) Sample(id [16]byte) bool {
 	return binary.BigEndian.Uint64(id[8:])>>1 < e.threshold
@@ -167,7 +189,6 @@ type span struct {
 	client, upstream          netip.AddrPort
 	received, sent            int64
 	failure                   string
-	flagged                   bool
 }
 
 // Export queues x's span; when the queue is full the span is dropped and
@@ -179,7 +200,7 @@ func (e *Exporter) Export(x *exchange.Exchange) {
 		status: x.Status, port: x.Port, client: x.Client, upstream: x.Upstream, received: x.Received(), sent: x.Sent,
 		failure: x.Failure()}
 	if f := x.Flags(); f != 0 {
-		s.flags, s.flagged = f.String(), true
+		s.flags = f.String()
 	}
 	select {
 	case e.queue <- s:
@@ -189,10 +210,9 @@ func (e *Exporter) Export(x *exchange.Exchange) {
 }
 
 // Close sends what is queued, within the export timeout, and stops.
-func (e *Exporter) Close() error {
+func (e *Exporter) Close() {
 	close(e.queue)
 	<-e.done
-	return nil
 }
 
 // run sends what is queued, a batch when it is full or has waited
@@ -353,7 +373,7 @@ func attributes(s *span) []*commonpb.KeyValue {
 	if s.agent != "" {
 		a = append(a, str(string(semconv.UserAgentOriginalKey), s.agent))
 	}
-	if s.flagged {
+	if s.flags != "" {
 		a = append(a, str("veneer.response_flags", s.flags))
 	}
 	if s.requestID != "" {
@@ -376,7 +396,7 @@ func errorType(s *span) string {
 	if s.status != 0 {
 		return strconv.Itoa(s.status)
 	}
-	if s.flagged {
+	if s.flags != "" {
 		return s.flags
 	}
 	return "_OTHER"

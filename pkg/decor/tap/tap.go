@@ -12,6 +12,7 @@ package tap
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -57,6 +58,8 @@ type Filter struct {
 	Status string // a code ("404") or a class ("5xx")
 	Flag   string // a response flag ("UF"), or "-" for requests without one
 	flag   exchange.Flag
+	// Status as matched: a code, or a class (2 for "2xx") with code 0.
+	code, class int
 }
 
 // ParseFilter reads a filter from a tap URL's query: path, status, flag.
@@ -71,6 +74,11 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 	if s := f.Status; s != "" {
 		if len(s) != 3 || s[0] < '1' || s[0] > '5' || !(s[1:] == "xx" || isDigits(s[1:])) {
 			return Filter{}, fmt.Errorf("status: %q is not a status code (404) or class (5xx)", s)
+		}
+		if s[1:] == "xx" {
+			f.class = int(s[0] - '0')
+		} else {
+			f.code, _ = strconv.Atoi(s)
 		}
 	}
 	if f.Flag != "" && f.Flag != "-" {
@@ -96,15 +104,8 @@ func (f *Filter) match(x *exchange.Exchange) bool {
 	if f.Path != "" && !strings.HasPrefix(x.Path, f.Path) {
 		return false
 	}
-	if s := f.Status; s != "" {
-		code := x.Status
-		if s[1:] == "xx" {
-			if code/100 != int(s[0]-'0') {
-				return false
-			}
-		} else if strconv.Itoa(code) != s {
-			return false
-		}
+	if f.code != 0 && x.Status != f.code || f.class != 0 && x.Status/100 != f.class {
+		return false
 	}
 	switch {
 	case f.Flag == "-":
@@ -205,13 +206,7 @@ func fields(h exchange.Header) [][2]string {
 	}: // the event loop's http1.Header
 		h.Range(add)
 	case http.Header:
-		for _, name := range slices.Sorted(func(yield func(string) bool) {
-			for k := range h {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		for _, name := range slices.Sorted(maps.Keys(h)) {
 			for _, v := range h[name] {
 				add(name, v)
 			}
@@ -249,8 +244,8 @@ func (t *Tap) watch(f Filter) (*watcher, func(), error) {
 	return w, stop, nil
 }
 
-// Watching is how many watchers there are.
-func (t *Tap) Watching() int {
+// watching is how many watchers there are.
+func (t *Tap) watching() int {
 	if p := t.watchers.Load(); p != nil {
 		return len(*p)
 	}

@@ -120,8 +120,8 @@ func TestWatchRedactsAndBounds(t *testing.T) {
 		t.Errorf("skipped %d; want %d", got, want)
 	}
 	stop()
-	if tp.Watching() != 0 {
-		t.Errorf("%d watchers after stop; want 0", tp.Watching())
+	if tp.watching() != 0 {
+		t.Errorf("%d watchers after stop; want 0", tp.watching())
 	}
 }
 
@@ -160,7 +160,7 @@ func TestServeHTTP(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	for tp.Watching() == 0 {
+	for tp.watching() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	tp.Done(exchangeOf("/other", 200, 0))
