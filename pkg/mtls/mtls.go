@@ -1,0 +1,115 @@
+// Package mtls is veneer's mutual TLS between meshed pods: the TLS
+// configurations both ends handshake with, from the agent's current SPIFFE
+// identity (pkg/identity), and the verification of the other end.
+//
+// A meshed client offers veneer's own ALPN, ALPN, so that the server's
+// agent tells it from an app's own TLS by the ClientHello alone (as
+// Istio's sidecars offer istio-peer-exchange). Both ends use TLS 1.3 and
+// present their X.509 SVIDs; each verifies the other's against the trust
+// bundle of its own trust domain only, so a peer of another trust domain
+// is refused.
+//
+// Every handshake is verified in VerifyConnection, resumed ones too:
+// crypto/tls does not call VerifyPeerCertificate (where go-spiffe's
+// tlsconfig verifies) when a session is resumed, and takes the peer's
+// certificates from the ticket. Here a resumed session's certificates are
+// verified again against the current bundle and time, so the principal the
+// rules see is always one verified now.
+//
+//	srv := tls.Server(conn, mtls.Server(src))
+//	err := srv.HandshakeContext(ctx)
+//	id, _ := mtls.PeerID(srv.ConnectionState()) // spiffe://td/ns/shop/sa/web
+package mtls
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/veneermesh/veneer/pkg/identity"
+)
+
+// ALPN is the protocol a meshed client offers, and the server picks.
+const ALPN = "veneer-mtls/1"
+
+// Server is the configuration of the server end: it asks for the
+// client's SVID and verifies it; any ID of the trust domain is let in
+// (authorization by principal comes after, in the port's rules).
+func Server(src *identity.Source) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPN},
+		ClientAuth: tls.RequireAnyClientCert, // verified in VerifyConnection
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert(src) },
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := verify(src, cs, nil)
+			return err
+		},
+	}
+}
+
+// Client is the configuration of the client end, towards a peer whose ID
+// must match one of want (none: any ID of the trust domain). Sessions are
+// resumed from cache (shared by every peer; nil for none), and verified
+// all the same.
+func Client(src *identity.Source, want []identity.Pattern, cache tls.ClientSessionCache) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPN},
+		// An SVID names no host: its chain and its SPIFFE ID are checked in
+		// VerifyConnection instead of a host name.
+		InsecureSkipVerify: true,
+		ClientSessionCache: cache,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert(src) },
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := verify(src, cs, want)
+			return err
+		},
+	}
+}
+
+// cert is the current SVID, for a handshake starting now: a rotation
+// reaches the next handshake, and no open connection.
+func cert(src *identity.Source) (*tls.Certificate, error) {
+	id, err := src.Current()
+	if err != nil {
+		return nil, err
+	}
+	return id.Cert, nil
+}
+
+// PeerID is the verified SPIFFE ID of the other end of a completed
+// handshake made with Server or Client.
+func PeerID(cs tls.ConnectionState) (spiffeid.ID, error) {
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return spiffeid.ID{}, errors.New("no verified peer")
+	}
+	return x509svid.IDFromCert(cs.PeerCertificates[0])
+}
+
+// verify checks the peer's chain against the current bundle and, when
+// want is not empty, its ID against want.
+func verify(src *identity.Source, cs tls.ConnectionState, want []identity.Pattern) (spiffeid.ID, error) {
+	if cs.NegotiatedProtocol != ALPN {
+		return spiffeid.ID{}, fmt.Errorf("the peer did not agree on ALPN %s", ALPN)
+	}
+	own, err := src.Current()
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return spiffeid.ID{}, errors.New("the peer sent no certificate")
+	}
+	id, _, err := x509svid.Verify(cs.PeerCertificates, own.Bundle)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("the peer's SVID: %w", err)
+	}
+	if len(want) > 0 && !slices.ContainsFunc(want, func(p identity.Pattern) bool { return p.Matches(id) }) {
+		return spiffeid.ID{}, fmt.Errorf("the peer is %s, not one of %v", id, want)
+	}
+	return id, nil
+}
