@@ -29,6 +29,13 @@ import (
 type Admin struct {
 	mux   *http.ServeMux
 	ready atomic.Bool
+	// waits are what else /ready waits for, each by what it is.
+	waits []wait
+}
+
+type wait struct {
+	what  string
+	ready func() bool
 }
 
 // New builds the admin handler over the metrics in g.
@@ -39,6 +46,12 @@ func New(g prometheus.Gatherer) *Admin {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
+		}
+		for _, wt := range a.waits {
+			if !wt.ready() {
+				http.Error(w, "not ready: waiting for "+wt.what, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		w.Write([]byte("ready\n"))
 	})
@@ -108,6 +121,12 @@ func Version() Build {
 
 // Handle adds an endpoint.
 func (a *Admin) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// ReadyWhen makes /ready wait for ready to say so too, as what: call it
+// before serving.
+func (a *Admin) ReadyWhen(what string, ready func() bool) {
+	a.waits = append(a.waits, wait{what, ready})
+}
 
 // SetReady sets what /ready answers: 200 once the proxy listens, 503 before
 // and while it drains.

@@ -65,6 +65,12 @@ type Options struct {
 	TraceSampling float64
 	ServiceName   string
 	TraceResource map[string]string
+	// mTLS: where the agent's SVID comes from (the Workload API's socket,
+	// or csi-driver-spiffe's files; neither: no mTLS), and the mode of
+	// the inbound ports whose config section sets none.
+	SPIFFESocket string
+	SVIDDir      string
+	MTLS         string
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -90,6 +96,9 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP collector to send a span per sampled request to, for routes with tracing: true (e.g. http://otel-collector:4318); empty: none. Default: $OTEL_EXPORTER_OTLP_ENDPOINT")
 	fs.Float64Var(&o.TraceSampling, "trace-sampling", 0.01, "share of the traces the agent starts that are recorded, 0 to 1 (Istio's default: 1%); a request with a traceparent is recorded as its sampled flag says")
 	fs.StringVar(&o.ServiceName, "service-name", firstOf(os.Getenv("OTEL_SERVICE_NAME"), "veneer-agent"), "the spans' service.name (veneerctl inject sets the workload's app label). Default: $OTEL_SERVICE_NAME, else veneer-agent")
+	fs.StringVar(&o.SPIFFESocket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "the SPIFFE Workload API (a SPIRE agent's socket, unix:///path) the agent takes its X.509 SVID and trust bundle from, for mTLS; /ready waits for the first SVID. Default: $SPIFFE_ENDPOINT_SOCKET")
+	fs.StringVar(&o.SVIDDir, "svid-dir", "", "instead of --spiffe-socket: a directory with the SVID in cert-manager csi-driver-spiffe's files (tls.crt, tls.key, ca.crt), read again when they change")
+	fs.StringVar(&o.MTLS, "mtls", "off", "the mTLS mode of inbound ports whose config sets none: off, permissive (mTLS from meshed peers, plaintext from the rest) or strict (meshed peers only); needs --spiffe-socket or --svid-dir")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "veneer-agent forwards the connections veneer-init redirected to it, and decorates them.\n"+
@@ -140,6 +149,14 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("--mark: %q is not a packet mark (e.g. 0x539)", *mark)
 	}
 	o.Mark = uint32(m)
+	switch {
+	case o.MTLS != proxy.MTLSOff && o.MTLS != proxy.MTLSPermissive && o.MTLS != proxy.MTLSStrict:
+		return Options{}, fmt.Errorf("--mtls: %q is not a mode (off, permissive or strict)", o.MTLS)
+	case o.SPIFFESocket != "" && o.SVIDDir != "":
+		return Options{}, fmt.Errorf("--spiffe-socket (%s) and --svid-dir (%s): one identity source, not both", o.SPIFFESocket, o.SVIDDir)
+	case o.MTLS != proxy.MTLSOff && o.SPIFFESocket == "" && o.SVIDDir == "":
+		return Options{}, fmt.Errorf("--mtls: %s needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir", o.MTLS)
+	}
 	if err := otlp.CheckSampling(o.TraceSampling); err != nil {
 		return Options{}, fmt.Errorf("--trace-sampling: %w", err)
 	}
@@ -206,7 +223,14 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests, access: accessOut, reg: reg, log: log}
+	svid, err := startIdentity(ctx, o, reg, log)
+	if err != nil {
+		return err
+	}
+	if svid != nil {
+		defer svid.Close()
+	}
+	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests, access: accessOut, reg: reg, log: log, identity: svid}
 	if spans != nil { // not a nil *Exporter in the interface
 		defer spans.Close() // after the drain: what is queued is sent
 		env.spans = spans
@@ -215,13 +239,17 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	running := &runningConfig{sides: sides}
+	running := &runningConfig{sides: sides, opts: o, identity: svid}
 	if err := running.apply(cfg); err != nil {
 		closeSides(sides)
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	adm, err := startAdmin(ctx, o, newAdmin(reg, sides[0].http.Stats(), running, requests), localAdmin(drainNow, level, log))
+	api := newAdmin(reg, sides[0].http.Stats(), running, requests)
+	if svid != nil {
+		api.ReadyWhen("an SVID", svid.Ready) // a native sidecar holds the app back until then
+	}
+	adm, err := startAdmin(ctx, o, api, localAdmin(drainNow, level, log))
 	if err != nil {
 		closeSides(sides)
 		return err

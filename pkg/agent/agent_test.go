@@ -4,6 +4,9 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -27,9 +30,37 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--workers", "-2"}, `--workers: -2 is negative (0: as many as the container may use)`},
 		{[]string{"--log-level", "loud"}, `--log-level: "loud" is not a level (debug, info, warn or error)`},
 		{[]string{"--trace-sampling", "1.5"}, `--trace-sampling: 1.5 is not a share between 0 and 1 (0.01 is 1%)`},
+		{[]string{"--mtls", "on"}, `--mtls: "on" is not a mode (off, permissive or strict)`},
+		{[]string{"--mtls", "strict"}, `--mtls: strict needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir`},
+		{[]string{"--spiffe-socket", "/a.sock", "--svid-dir", "/b"}, `--spiffe-socket (/a.sock) and --svid-dir (/b): one identity source, not both`},
 	} {
 		if _, err := ParseFlags(tc.args, io.Discard); err == nil || err.Error() != tc.want {
 			t.Errorf("ParseFlags(%q) = %v; want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestMeshNeedsAnIdentity: a config that asks for mTLS is refused, naming
+// the field, when the agent has no SVID to handshake with.
+func TestMeshNeedsAnIdentity(t *testing.T) {
+	for _, tc := range []struct{ cfg, mtls, want string }{
+		{"ports: {\"8080\": {mtls: strict}}", "off", "ports.8080.mtls: strict needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
+		{"mesh: {peers: [{cidrs: [10.0.0.0/8]}]}", "off", "mesh.peers needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
+		{"default: {protocol: http}", "permissive", "default.mtls: permissive needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
+		{"ports: {\"8080\": {mtls: off}}", "off", ""},
+	} {
+		c, err := config.Parse([]byte(tc.cfg), decor.Schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkMesh(c, Options{MTLS: tc.mtls}, nil)
+		if got := ""; err != nil {
+			got = err.Error()
+			if got != tc.want {
+				t.Errorf("%s with --mtls %s: %q, want %q", tc.cfg, tc.mtls, got, tc.want)
+			}
+		} else if tc.want != "" {
+			t.Errorf("%s with --mtls %s: no error, want %q", tc.cfg, tc.mtls, tc.want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
+	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -37,20 +38,25 @@ func loadConfig(path string, log zerolog.Logger) (*config.Config, error) {
 
 // runningConfig is the config the sides run with; it serves GET /config.
 type runningConfig struct {
-	sides  []*side
-	active atomic.Pointer[config.Config]
+	sides    []*side
+	opts     Options
+	identity *identity.Source // nil: no mTLS
+	active   atomic.Pointer[config.Config]
 }
 
 // apply gives c to every side: first to the HTTP servers, whose error stops
 // it before any proxy's policies change, then to the proxies.
 func (rc *runningConfig) apply(c *config.Config) error {
+	if err := checkMesh(c, rc.opts, rc.identity); err != nil {
+		return err
+	}
 	for _, sd := range rc.sides {
 		if err := sd.http.Apply(c); err != nil {
 			return err
 		}
 	}
 	for _, sd := range rc.sides {
-		sd.proxy.SetPolicies(policies(c, sd.dir))
+		sd.proxy.SetPolicies(policies(c, sd.dir, rc.opts))
 	}
 	rc.active.Store(c)
 	return nil
@@ -65,9 +71,9 @@ func (rc *runningConfig) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 
 // policies are the proxy's per-port decisions from cfg, for one direction:
 // outbound has one section for every destination.
-func policies(cfg *config.Config, dir string) *proxy.Policies {
+func policies(cfg *config.Config, dir string, o Options) *proxy.Policies {
 	policy := func(pc config.Port) *proxy.Policy {
-		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D()}
+		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D(), MTLS: mtlsMode(pc, o)}
 		if pc.TCP.Authz != nil {
 			pol.Authz = authz.New(authz.Config(config.ValueOf[authz.TCPConfig](pc.TCP.Authz)))
 		}
@@ -80,7 +86,9 @@ func policies(cfg *config.Config, dir string) *proxy.Policies {
 		return pol
 	}
 	if dir == "outbound" {
-		return &proxy.Policies{Default: policy(cfg.Outbound)}
+		out := policy(cfg.Outbound)
+		out.MTLS = proxy.MTLSOff // outbound, mTLS is by destination: the peers
+		return &proxy.Policies{Default: out, Peers: peers(cfg)}
 	}
 	ps := &proxy.Policies{Ports: map[uint16]*proxy.Policy{}, Default: policy(cfg.Default)}
 	for _, port := range cfg.PortNumbers() {

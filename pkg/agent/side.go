@@ -15,6 +15,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/httpproxy"
+	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/listen"
 	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/otlp"
@@ -38,6 +39,7 @@ type sideEnv struct {
 	tap         *tap.Tap
 	spans       requestid.Spans // nil: no exporter
 	access      io.Writer
+	identity    *identity.Source // nil: no mTLS
 	reg         prometheus.Registerer
 	log         zerolog.Logger
 }
@@ -117,7 +119,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, env sideEnv) (*si
 		return nil, err
 	}
 	pc := proxy.Config{ConnectTimeout: o.ConnectTimeout, HTTP: hs, Direction: dir, Metrics: env.tcpMetrics,
-		MaxConnections: o.MaxConnections, Loops: env.loops}
+		MaxConnections: o.MaxConnections, Loops: env.loops, Identity: env.identity}
 	var extra func(string, syscall.RawConn) error
 	if dir == "inbound" && o.Mode == "tproxy" {
 		extra, pc.OriginalDst, pc.Mark = tproxy.Transparent, tproxy.LocalDst, o.Mark

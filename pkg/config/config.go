@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -30,6 +31,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/veneermesh/veneer/pkg/identity"
 )
 
 // Config is the whole file.
@@ -48,8 +51,26 @@ type Config struct {
 	Outbound Port `yaml:"outbound" json:"outbound"`
 	// Stats bounds the per-path profiler at the admin /stats endpoint.
 	Stats Stats `yaml:"stats" json:"stats"`
+	// Mesh lists the meshed destinations the app reaches (with outbound
+	// capture): the agent connects to them with mTLS, never in plaintext.
+	Mesh Mesh `yaml:"mesh" json:"mesh"`
 
 	ports map[uint16]Port // Ports, parsed
+}
+
+// Mesh is what the agent knows of the mesh without a control plane.
+type Mesh struct {
+	Peers []Peer `yaml:"peers" json:"peers,omitempty"`
+}
+
+// Peer is a meshed destination: the addresses (CIDRs: a Service CIDR, a
+// pod CIDR) and ports (none: every port) at which other veneer agents
+// take mTLS, and the SPIFFE IDs the servers there may have (exact, or
+// ending in /*; none: any ID of the trust domain).
+type Peer struct {
+	CIDRs      []string `yaml:"cidrs" json:"cidrs"`
+	Ports      []uint16 `yaml:"ports" json:"ports,omitempty"`
+	Principals []string `yaml:"principals" json:"principals,omitempty"`
 }
 
 // Stats configures the per-path profiler.
@@ -70,6 +91,10 @@ type Port struct {
 	// ProxyProtocol starts every connection to the app with a PROXY protocol
 	// header carrying the client's address: v1, v2, or "" for none.
 	ProxyProtocol string `yaml:"proxyProtocol" json:"proxyProtocol,omitempty"`
+	// MTLS is the port's mutual TLS (inbound): off, permissive (mTLS from
+	// meshed peers, plaintext from the rest) or strict (meshed peers only:
+	// plaintext is reset). "" is the agent's --mtls.
+	MTLS string `yaml:"mtls" json:"mtls,omitempty"`
 	// TCP decorations, for every connection to the port.
 	TCP TCP `yaml:"tcp" json:"tcp"`
 	// HTTP is the decorations of the port's HTTP requests: each one's
@@ -198,6 +223,12 @@ func (c *Config) finish(s Schema) error {
 	if err := c.Outbound.finish("outbound", s); err != nil {
 		return err
 	}
+	if c.Outbound.MTLS != "" {
+		return fmt.Errorf("outbound.mtls: %q: mtls is a mode of inbound ports; the destinations to reach with mTLS are listed in mesh.peers", c.Outbound.MTLS)
+	}
+	if err := c.Mesh.check(); err != nil {
+		return err
+	}
 	c.ports = map[uint16]Port{}
 	for k, pc := range c.Ports {
 		n, err := strconv.ParseUint(k, 10, 16)
@@ -220,6 +251,11 @@ func (c *Config) finish(s Schema) error {
 }
 
 func (p *Port) finish(path string, s Schema) error {
+	switch p.MTLS {
+	case "", "off", "permissive", "strict":
+	default:
+		return fmt.Errorf("%s.mtls: %q is not a mode (off, permissive or strict)", path, p.MTLS)
+	}
 	switch p.Protocol {
 	case "":
 		p.Protocol = "auto"
@@ -266,6 +302,45 @@ func (p *Port) finish(path string, s Schema) error {
 		}
 	}
 	return nil
+}
+
+// check checks every peer's CIDRs and principals.
+func (m *Mesh) check() error {
+	for i, p := range m.Peers {
+		path := fmt.Sprintf("mesh.peers[%d]", i)
+		if len(p.CIDRs) == 0 {
+			return fmt.Errorf("%s.cidrs: none: a peer is the addresses it is at (e.g. [10.96.0.0/12])", path)
+		}
+		for j, c := range p.CIDRs {
+			if _, err := ParseCIDR(c); err != nil {
+				return fmt.Errorf("%s.cidrs[%d]: %q is not a CIDR (e.g. 10.96.0.0/12, fd00::/8, 10.0.0.7)", path, j, c)
+			}
+		}
+		for j, port := range p.Ports {
+			if port == 0 {
+				return fmt.Errorf("%s.ports[%d]: 0 is not a port (1-65535)", path, j)
+			}
+		}
+		for j, pr := range p.Principals {
+			if _, err := identity.ParsePattern(pr); err != nil {
+				return fmt.Errorf("%s.principals[%d]: %v", path, j, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseCIDR parses a CIDR, or a bare address as a /32 or /128.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	return p.Masked(), err
 }
 
 // Merged is route r's blocks over the port's h: what r sets, else h's.

@@ -131,6 +131,13 @@ func TestParseErrors(t *testing.T) {
 		{"default: {tcp: {idleTimeout: -1s}}", `line 1: "-1s" is not a duration (e.g. 250ms, 5s)`},
 		{"default: {proxyProtocol: v3}", `default.proxyProtocol: "v3" is not a version (v1 or v2)`},
 		{"outbound: {protocol: udp}", `outbound.protocol: "udp" is not a protocol (auto, http or tcp)`},
+		{"ports: {\"8080\": {mtls: on}}", `ports.8080.mtls: "on" is not a mode (off, permissive or strict)`},
+		{"outbound: {mtls: strict}", `outbound.mtls: "strict": mtls is a mode of inbound ports; the destinations to reach with mTLS are listed in mesh.peers`},
+		{"mesh: {peers: [{ports: [80]}]}", `mesh.peers[0].cidrs: none: a peer is the addresses it is at (e.g. [10.96.0.0/12])`},
+		{"mesh: {peers: [{cidrs: [10.0.0.0/33]}]}", `mesh.peers[0].cidrs[0]: "10.0.0.0/33" is not a CIDR (e.g. 10.96.0.0/12, fd00::/8, 10.0.0.7)`},
+		{"mesh: {peers: [{cidrs: [10.0.0.0/8], ports: [0]}]}", `mesh.peers[0].ports[0]: 0 is not a port (1-65535)`},
+		{"mesh: {peers: [{cidrs: [10.0.0.0/8], ports: [70000]}]}", "line 1: cannot unmarshal !!int `70000` into uint16"},
+		{"mesh: {peers: [{cidrs: [10.0.0.0/8], principals: [web]}]}", `mesh.peers[0].principals[0]: "web" is not a SPIFFE ID (e.g. spiffe://cluster.local/ns/shop/sa/web): scheme is missing or invalid`},
 		{"stats: {maxPaths: -1}", "stats.maxPaths: -1 is negative"},
 		// The blocks: a key no module owns, and each module's own errors,
 		// named by the block's path.

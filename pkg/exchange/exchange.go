@@ -135,7 +135,12 @@ type Exchange struct {
 	Port      uint16         // the original destination port
 	Client    netip.AddrPort // the real client
 	Upstream  netip.AddrPort // the app
-	Route     string         // the matched path prefix, "" for the port's defaults
+	// TLS says the connection the request came on (inbound) or went out
+	// on (outbound) is veneer's mTLS; Principal is the client's SPIFFE ID
+	// the handshake verified (inbound; "" otherwise).
+	TLS       bool
+	Principal string
+	Route     string // the matched path prefix, "" for the port's defaults
 
 	// The request as the client sent it, set before the first decoration
 	// runs: the method, the path (decoded) and the target (as sent, path

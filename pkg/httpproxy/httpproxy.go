@@ -284,8 +284,12 @@ type conn struct {
 	client  netip.AddrPort // the real client
 	dst     netip.AddrPort // the original destination: the app
 	dstAddr string         // dst as host:port, the app's pool key
-	mu      sync.Mutex
-	app     net.Conn // a connection to the app opened while sniffing, for the first request
+	// tls: the connection is veneer's mTLS, from a client whose verified
+	// ID is principal (inbound), or to a meshed peer (outbound).
+	tls       bool
+	principal string
+	mu        sync.Mutex
+	app       net.Conn // a connection to the app opened while sniffing, for the first request
 
 	names          rawhead.Head // what the client's raw request heads said
 	received, sent atomic.Int64 // bytes from and to the client
@@ -408,7 +412,8 @@ func (c *conn) Close() error {
 
 // ServeConn serves a connection the proxy found to carry HTTP.
 func (s *Server) ServeConn(h proxy.Handoff) {
-	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, dstAddr: h.Dst.String(), app: h.App, closed: h.Closed, dialOwn: h.Dial}
+	hc := &conn{s: s, Conn: h.Conn, pre: h.Pre, client: h.Client, dst: h.Dst, dstAddr: h.Dst.String(), app: h.App, closed: h.Closed, dialOwn: h.Dial,
+		tls: h.TLS, principal: h.Principal}
 	s.live.Store(hc, struct{}{})
 	s.liveCount.Add(1)
 	go s.serveHTTP1(hc)
@@ -481,7 +486,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
-	ex := &exchange.Exchange{Start: time.Now(), Direction: s.direction, Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst}
+	ex := &exchange.Exchange{Start: time.Now(), Direction: s.direction, Port: hc.dst.Port(), Client: hc.client, Upstream: hc.dst,
+		TLS: hc.tls, Principal: hc.principal}
 	ew, r := exchange.Begin(w, r, ex, s.bodyIdle)
 	rt := s.table.Load().route(hc.dst.Port(), r.URL.Path)
 	ex.Route = rt.prefix

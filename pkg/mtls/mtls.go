@@ -41,9 +41,9 @@ const ALPN = "veneer-mtls/1"
 // (authorization by principal comes after, in the port's rules).
 func Server(src *identity.Source) *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{ALPN},
-		ClientAuth: tls.RequireAnyClientCert, // verified in VerifyConnection
+		MinVersion:     tls.VersionTLS13,
+		NextProtos:     []string{ALPN},
+		ClientAuth:     tls.RequireAnyClientCert, // verified in VerifyConnection
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert(src) },
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := verify(src, cs, nil)
@@ -62,8 +62,8 @@ func Client(src *identity.Source, want []identity.Pattern, cache tls.ClientSessi
 		NextProtos: []string{ALPN},
 		// An SVID names no host: its chain and its SPIFFE ID are checked in
 		// VerifyConnection instead of a host name.
-		InsecureSkipVerify: true,
-		ClientSessionCache: cache,
+		InsecureSkipVerify:   true,
+		ClientSessionCache:   cache,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert(src) },
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := verify(src, cs, want)

@@ -42,6 +42,10 @@ type conn struct {
 	pol         *Policy
 	pm          *portMetrics // nil until the open step: not counted per port, not logged
 	opaque      bool         // forwarded as bytes: the protocol is decided, or never sniffed
+	plain       bool         // not a meshed peer's TLS: no mTLS on the port, or its first bytes said so
+	mesh        *Peer        // outbound: the meshed peer it goes to, with mTLS; nil: plaintext
+	tls         bool         // mTLS: from a meshed peer (inbound), or to one (outbound)
+	principal   string       // inbound mTLS: the client's verified SPIFFE ID
 
 	at       int        // index of the step it is at
 	timer    loop.Timer // the deadline of the step it is at
@@ -173,27 +177,31 @@ func (c *conn) closed(received, sent int64, end string) {
 	c.pm.received.Add(float64(received))
 	c.pm.sent.Add(float64(sent))
 	c.pm.active.Dec()
-	c.pm.closed.Inc()
-	c.s.log.Info().
+	c.pm.closed[b2i(c.tls)].Inc()
+	ev := c.s.log.Info().
 		Stringer("client", c.peer).
 		Stringer("original_dst", c.dst).
 		Int64("bytes_received", received).
 		Int64("bytes_sent", sent).
 		Float64("duration_ms", float64(time.Since(c.start).Microseconds())/1000).
 		Str("end", end).
-		Msg("connection closed")
+		Bool("tls", c.tls)
+	if c.principal != "" {
+		ev = ev.Str("peer_principal", c.principal)
+	}
+	ev.Msg("connection closed")
 }
 
 // handOff passes the connection to the HTTP server as net.Conns, with the
 // bytes the sniff read, and the app connection it dialled if any: they
 // leave the loop, and no event of theirs reaches it again.
 func (c *conn) handOff() verdict {
-	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.down.Idle() {
+	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.mesh == nil && c.down.Idle() {
 		return c.keepOnLoop(ls)
 	}
 	c.done = true
 	c.l.Disarm(&c.timer)
-	h := Handoff{Client: c.peer, Dst: c.dst, Closed: c.closed}
+	h := c.handoff(nil, nil)
 	if pre := c.up.Pending(); len(pre) > 0 {
 		h.Pre = append([]byte(nil), pre...)
 	}
@@ -213,18 +221,14 @@ func (c *conn) handOff() verdict {
 		c.closed(0, 0, endUnreachable)
 		return gone
 	}
-	if c.s.cfg.Mark != 0 || c.pol.ProxyProtocol != 0 {
-		pol := c.pol
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
-	}
 	c.s.http.ServeConn(h)
 	return gone
 }
 
 // keepOnLoop gives the connection to the HTTP server's handler on this
 // loop: its sockets stay registered, and its record here ends. Connections
-// that must never share the app's (tproxy mode, the PROXY protocol) are
-// handed off instead.
+// that must never share the app's (tproxy mode, the PROXY protocol) and
+// those to a meshed peer (mTLS) are handed off instead.
 func (c *conn) keepOnLoop(ls LoopServer) verdict {
 	c.done = true
 	c.l.Disarm(&c.timer)

@@ -28,8 +28,16 @@ type portKey struct {
 // portMetrics are the label handles of one port, so that a connection costs
 // no label lookup.
 type portMetrics struct {
-	opened, closed, received, sent prometheus.Counter
-	active                         prometheus.Gauge
+	opened, received, sent prometheus.Counter
+	closed                 [2]prometheus.Counter // plaintext, mTLS
+	active                 prometheus.Gauge
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // NewMetrics registers the TCP metrics on reg.
@@ -42,8 +50,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, label),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veneer_tcp_connections_closed_total",
-			Help: "Captured TCP connections closed, by original destination port.",
-		}, label),
+			Help: "Captured TCP connections closed, by original destination port, and whether they were veneer's mTLS (tls).",
+		}, append(label, "tls")),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veneer_tcp_received_bytes_total",
 			Help: "Bytes received from clients and forwarded to the app, by original destination port.",
@@ -77,7 +85,7 @@ func (m *Metrics) port(direction string, p uint16) *portMetrics {
 	l := strconv.Itoa(int(p))
 	pm, _ := m.ports.LoadOrStore(k, &portMetrics{
 		opened:   m.opened.WithLabelValues(direction, l),
-		closed:   m.closed.WithLabelValues(direction, l),
+		closed:   [2]prometheus.Counter{m.closed.WithLabelValues(direction, l, "false"), m.closed.WithLabelValues(direction, l, "true")},
 		received: m.received.WithLabelValues(direction, l),
 		sent:     m.sent.WithLabelValues(direction, l),
 		active:   m.active.WithLabelValues(direction, l),

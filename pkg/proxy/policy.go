@@ -1,14 +1,16 @@
 package proxy
 
 import (
-	"github.com/veneermesh/veneer/pkg/loop"
-
 	"context"
+	"crypto/tls"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/decor/authz"
+	"github.com/veneermesh/veneer/pkg/identity"
+	"github.com/veneermesh/veneer/pkg/loop"
 )
 
 // Protocols a port can be set to.
@@ -16,6 +18,13 @@ const (
 	ProtoAuto = "auto" // sniff the first bytes of either side
 	ProtoHTTP = "http" // always HTTP: no sniffing
 	ProtoTCP  = "tcp"  // opaque: never parsed
+)
+
+// mTLS modes of an inbound port.
+const (
+	MTLSOff        = "off"        // no mTLS: a meshed peer's TLS is forwarded as opaque bytes
+	MTLSPermissive = "permissive" // mTLS from meshed peers, plaintext from everyone else
+	MTLSStrict     = "strict"     // mTLS from meshed peers only: anything else is reset
 )
 
 // Policy is what the proxy does with connections to one port.
@@ -29,12 +38,38 @@ type Policy struct {
 	// IdleTimeout closes a passthrough connection on which no bytes have
 	// moved either way for this long; 0: never.
 	IdleTimeout time.Duration
+	// MTLS is the port's mTLS mode (inbound); "" is off.
+	MTLS string
 }
 
 // Policies are the policies of every port, swapped whole on reload.
 type Policies struct {
 	Ports   map[uint16]*Policy
 	Default *Policy
+	// Peers are the meshed destinations (outbound): the agent connects to
+	// them with mTLS, and never in plaintext.
+	Peers []*Peer
+}
+
+// Peer is a meshed destination: addresses, ports (none: every port) and
+// the IDs the server there may have (none: any of the trust domain).
+type Peer struct {
+	Prefixes []netip.Prefix
+	Ports    []uint16
+	Want     []identity.Pattern
+	tls      *tls.Config // set by SetPolicies
+}
+
+// PeerFor is the peer dst is, or nil.
+func (ps *Policies) PeerFor(dst netip.AddrPort) *Peer {
+	a := dst.Addr().Unmap()
+	for _, p := range ps.Peers {
+		if (len(p.Ports) == 0 || slices.Contains(p.Ports, dst.Port())) &&
+			slices.ContainsFunc(p.Prefixes, func(pr netip.Prefix) bool { return pr.Contains(a) }) {
+			return p
+		}
+	}
+	return nil
 }
 
 // For is the policy of port p.
@@ -64,6 +99,11 @@ type Handoff struct {
 	// Closed is called once, when the connection closes, with the bytes
 	// each way and how it ended.
 	Closed func(received, sent int64, end string)
+	// TLS: the connection is veneer's mTLS, from a meshed client whose
+	// verified SPIFFE ID is Principal (inbound), or to a meshed peer that
+	// Dial reaches with mTLS (outbound).
+	TLS       bool
+	Principal string
 }
 
 // HTTPServer takes the connections that carry HTTP.
@@ -95,5 +135,11 @@ type LoopConn struct {
 }
 
 // SetPolicies swaps in the policies of every port; connections already
-// accepted keep the policy they started with.
-func (s *Server) SetPolicies(ps *Policies) { s.policies.Store(ps) }
+// accepted keep the policy they started with. Ports with mTLS and peers
+// need the server's Identity.
+func (s *Server) SetPolicies(ps *Policies) {
+	for _, p := range ps.Peers {
+		p.tls = s.clientTLS(p.Want)
+	}
+	s.policies.Store(ps)
+}

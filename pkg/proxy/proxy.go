@@ -17,6 +17,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,7 +29,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/mtls"
 	"github.com/veneermesh/veneer/pkg/origdst"
 	"github.com/veneermesh/veneer/pkg/probe"
 )
@@ -65,6 +68,9 @@ type Config struct {
 	// (modulo their number). They are the caller's to run and stop. Nil:
 	// one loop of the server's own, run by New and stopped by Shutdown.
 	Loops []*loop.Loop
+	// Identity is the agent's SVID, for mTLS (mesh_linux.go): ports with
+	// an mTLS mode and meshed peers need it. Nil: no mTLS.
+	Identity *identity.Source
 }
 
 // Server forwards redirected connections to their original destination.
@@ -81,6 +87,11 @@ type Server struct {
 	starting   atomic.Int64       // connections not yet forwarding or handed to the HTTP server
 	rejected   prometheus.Counter // past MaxConnections, resolved once
 	lastAccept atomic.Int64       // when a connection was last accepted, Unix nanoseconds
+
+	serverTLS *tls.Config            // nil without an identity
+	sessions  tls.ClientSessionCache // resumed sessions to meshed peers
+	tlsLive   atomic.Int64           // connections on the mTLS path, off the loops, not yet closed or given to the HTTP server
+	relays    sync.Map               // net.Conn -> net.Conn: the mTLS path's relays, client to app, for Shutdown
 
 	mu         sync.Mutex
 	listeners  []*listener
@@ -131,8 +142,21 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		shutdownCh: make(chan struct{}),
 		rejected:   m.rejected.WithLabelValues(cfg.Direction),
 	}
+	if cfg.Identity != nil {
+		s.serverTLS = mtls.Server(cfg.Identity)
+		s.sessions = tls.NewLRUClientSessionCache(1024)
+	}
 	s.policies.Store(defaultPolicies)
 	return s, nil
+}
+
+// clientTLS is the configuration to reach a meshed peer whose ID is one
+// of want; nil without an identity.
+func (s *Server) clientTLS(want []identity.Pattern) *tls.Config {
+	if s.cfg.Identity == nil {
+		return nil
+	}
+	return mtls.Client(s.cfg.Identity, want, s.sessions)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -199,7 +223,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.cfg.Loops[0].Stop()
 		}
 	}()
-	if waitZero(ctx, &s.onLoop) {
+	if waitZero(ctx, &s.onLoop) && waitZero(ctx, &s.tlsLive) {
 		return nil
 	}
 	for _, l := range s.cfg.Loops {
@@ -212,6 +236,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	waitZero(context.Background(), &s.onLoop)
+	if !waitZero(ctx, &s.tlsLive) {
+		s.relays.Range(func(client, app any) bool {
+			client.(net.Conn).Close()
+			app.(net.Conn).Close()
+			return true
+		})
+	}
 	return ctx.Err()
 }
 

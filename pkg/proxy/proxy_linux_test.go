@@ -129,16 +129,15 @@ func counter(t *testing.T, reg *prometheus.Registry, name, port string) float64 
 		if mf.GetName() != name {
 			continue
 		}
+		sum := 0.0 // of the samples of every other label (tls)
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "port" && l.GetValue() == port {
-					if m.Counter != nil {
-						return m.GetCounter().GetValue()
-					}
-					return m.GetGauge().GetValue()
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}
+		return sum
 	}
 	return 0
 }

@@ -181,7 +181,7 @@ func (p *pod) requests(port, code, flags string) float64 {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	re := regexp.MustCompile(fmt.Sprintf(`(?m)^veneer_requests_total\{code="%s",direction="inbound",flags="%s",method="GET",port="%s"\} (\d+)`,
+	re := regexp.MustCompile(fmt.Sprintf(`(?m)^veneer_requests_total\{code="%s",direction="inbound",flags="%s",method="GET",port="%s",tls="(?:true|false)"\} (\d+)`,
 		regexp.QuoteMeta(code), regexp.QuoteMeta(flags), port))
 	var n float64
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {

@@ -84,7 +84,7 @@ func TestOutboundCapture(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), `veneer_requests_total{code="503",direction="outbound",flags="FI",method="GET",port="9999"} 1`)
+		return strings.Contains(string(b), `veneer_requests_total{code="503",direction="outbound",flags="FI",method="GET",port="9999",tls="false"} 1`)
 	})
 	// Excluded port and CIDR: straight out, the agent not involved.
 	if got := curl(fmt.Sprintf("http://%s:9998/", localpod.ClientIP)); !strings.HasSuffix(got, "x-from-pod=") {

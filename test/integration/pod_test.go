@@ -319,26 +319,25 @@ func (p *pod) metric(name, port string) float64 {
 	return p.metricDir(name, "inbound", port)
 }
 
-// metricDir reads one sample for a direction and port.
+// metricDir is the sum of the samples for a direction and port (of every
+// other label: tls, code...).
 func (p *pod) metricDir(name, direction, port string) float64 {
 	p.t.Helper()
 	mf, ok := p.families()[name]
 	if !ok {
 		return 0
 	}
+	sum := 0.0
 	for _, m := range mf.GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
 		if labels["port"] == port && labels["direction"] == direction {
-			if m.Counter != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	return 0
+	return sum
 }
 
 // families is the agent's /metrics, parsed by Prometheus' own text parser.

@@ -12,7 +12,8 @@
 //	 "status":200,"response_flags":"-","bytes_received":0,"bytes_sent":267,"duration_ms":1.9,
 //	 "upstream_service_time_ms":1.2,"x_forwarded_for":"","user_agent":"curl/7.88.1",
 //	 "request_id":"...","authority":"10.213.0.2:8080","direction":"inbound",
-//	 "upstream_host":"10.213.0.2:8080","client_address":"10.213.0.1:52696"}
+//	 "upstream_host":"10.213.0.2:8080","client_address":"10.213.0.1:52696","tls":true,
+//	 "peer_principal":"spiffe://cluster.local/ns/shop/sa/web"}
 package accesslog
 
 import (
@@ -58,6 +59,8 @@ const (
 	sFailure
 	sTraceID
 	sRoute
+	sTLS
+	sPrincipal
 	sRequestHeader
 	sResponseHeader
 )
@@ -83,6 +86,8 @@ var Fields = []Field{
 	{"upstream_host", sUpHost, true},
 	{"client_address", sClient, true},
 	{"upstream_failure", sFailure, true}, // veneer's own: why the app could not answer; only when it could not
+	{"tls", sTLS, true},                  // veneer's own: the request came (inbound) or went (outbound) over veneer's mTLS
+	{"peer_principal", sPrincipal, true}, // inbound mTLS: the client's verified SPIFFE ID; only when there is one
 	{"trace_id", sTraceID, false},        // of the traceparent sent on, "" when none
 	{"route", sRoute, false},             // the matched route's prefix, "" for the port's defaults
 }
@@ -279,7 +284,7 @@ func (l *Log) Done(ex *exchange.Exchange) {
 	failed := ex.Failure() != ""
 	for i := range l.fields {
 		f := &l.fields[i]
-		if f.src == sFailure && !failed {
+		if f.src == sFailure && !failed || f.src == sPrincipal && ex.Principal == "" {
 			continue
 		}
 		b = append(b, f.key...)
@@ -332,6 +337,10 @@ func (l *Log) Done(ex *exchange.Exchange) {
 			b = str(b, requestid.TraceID(header(ex.Request, requestid.HeaderTraceparent)))
 		case sRoute:
 			b = str(b, ex.Route)
+		case sTLS:
+			b = strconv.AppendBool(b, ex.TLS)
+		case sPrincipal:
+			b = str(b, ex.Principal)
 		case sRequestHeader:
 			b = str(b, header(ex.Request, f.header))
 		case sResponseHeader:

@@ -119,6 +119,13 @@ func TestFields(t *testing.T) {
 		t.Errorf("line %s; want %s", out.String(), want)
 	}
 
+	// Plaintext: no peer_principal, tls false.
+	out.Reset()
+	New(Config{Fields: []string{"tls", "peer_principal"}}, &out).Done(&exchange.Exchange{})
+	if want := `{"tls":false}` + "\n"; out.String() != want {
+		t.Errorf("line %s; want %s", out.String(), want)
+	}
+
 	// No traceparent, or an invalid one: trace_id is "".
 	out.Reset()
 	ex.Request = http.Header{"Traceparent": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}
@@ -131,9 +138,12 @@ func TestFields(t *testing.T) {
 // Without a block the line has every default field, in Fields' order.
 func TestDefaultFields(t *testing.T) {
 	var out bytes.Buffer
-	ex := &exchange.Exchange{Start: time.Now(), Request: http.Header{}}
+	ex := &exchange.Exchange{Start: time.Now(), Request: http.Header{}, TLS: true, Principal: "spiffe://td/ns/shop/sa/web"}
 	ex.SetFailure("x")
 	New(Config{}, &out).Done(ex)
+	if !strings.Contains(out.String(), `"tls":true,"peer_principal":"spiffe://td/ns/shop/sa/web"`) {
+		t.Errorf("line %s: no tls and peer principal", out.String())
+	}
 	dec := json.NewDecoder(&out)
 	dec.Token() // {
 	var got []string

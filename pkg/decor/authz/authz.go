@@ -1,5 +1,5 @@
-// Package authz allows and denies traffic by method, path prefix and client
-// CIDR. Denied HTTP gets 403 (flag DENY); denied TCP is reset before the app
+// Package authz allows and denies traffic by method, path prefix, client
+// CIDR and peer principal (the SPIFFE ID an mTLS handshake verified). Denied HTTP gets 403 (flag DENY); denied TCP is reset before the app
 // is contacted. Either way, denied traffic never reaches the app.
 //
 //	# config
@@ -8,6 +8,7 @@
 //	  rules:
 //	  - {action: deny, methods: [DELETE], paths: [/admin]}
 //	  - {action: deny, clients: [192.0.2.0/24]}
+//	  - {action: allow, principals: ["spiffe://cluster.local/ns/shop/*"]}
 //
 // Metrics: denied requests count in veneer_requests_total with flags="DENY".
 package authz
@@ -22,6 +23,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/http1"
+	"github.com/veneermesh/veneer/pkg/identity"
 )
 
 // Key is the block's key, in an http section and in a tcp one.
@@ -50,10 +52,14 @@ type Rule struct {
 	Methods []string `yaml:"methods" json:"methods,omitempty"`
 	Paths   []string `yaml:"paths" json:"paths,omitempty"`     // path prefixes, each starting with /
 	Clients []string `yaml:"clients" json:"clients,omitempty"` // CIDRs, or bare addresses (a /32 or /128)
+	// Principals are SPIFFE IDs, exact or ending in /* (every ID under
+	// that path): the peer's, verified by the mTLS handshake. A plaintext
+	// connection has none, so a rule with principals never matches it.
+	Principals []string `yaml:"principals" json:"principals,omitempty"`
 }
 
 // TCPConfig is a tcp section's authz: a Config whose rules match clients
-// only (a connection has no method or path).
+// and principals only (a connection has no method or path).
 type TCPConfig Config
 
 func (c *Config) Provision() error    { return c.provision(true) }
@@ -73,7 +79,7 @@ func (c *Config) provision(http bool) error {
 			return config.Errorf(rp+".action", "%q is not allow or deny", r.Action)
 		}
 		if !http && (len(r.Methods) > 0 || len(r.Paths) > 0) {
-			return config.Errorf(rp, "a TCP rule matches clients only, not methods or paths")
+			return config.Errorf(rp, "a TCP rule matches clients and principals only, not methods or paths")
 		}
 		for j, m := range r.Methods {
 			if !http1.Method(m) {
@@ -90,22 +96,17 @@ func (c *Config) provision(http bool) error {
 				return config.Errorf(fmt.Sprintf("%s.clients[%d]", rp, j), "%q is not a CIDR (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)", cl)
 			}
 		}
+		for j, p := range r.Principals {
+			if _, err := identity.ParsePattern(p); err != nil {
+				return config.Errorf(fmt.Sprintf("%s.principals[%d]", rp, j), "%v", err)
+			}
+		}
 	}
 	return nil
 }
 
 // ParseCIDR parses a CIDR, or a bare address as a /32 or /128.
-func ParseCIDR(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	return p.Masked(), err
-}
+var ParseCIDR = config.ParseCIDR
 
 // Authz is a compiled rule list.
 type Authz struct {
@@ -114,10 +115,11 @@ type Authz struct {
 }
 
 type rule struct {
-	allow   bool
-	methods []string
-	paths   []string
-	clients []netip.Prefix
+	allow      bool
+	methods    []string
+	paths      []string
+	clients    []netip.Prefix
+	principals []identity.Pattern
 }
 
 // New compiles cfg, which Provision has checked.
@@ -129,23 +131,29 @@ func New(cfg Config) *Authz {
 			p, _ := ParseCIDR(c)
 			cr.clients = append(cr.clients, p)
 		}
+		for _, p := range r.Principals {
+			pp, _ := identity.ParsePattern(p)
+			cr.principals = append(cr.principals, pp)
+		}
 		a.rules = append(a.rules, cr)
 	}
 	return a
 }
 
-// Allowed decides for a request (method and path "" for a TCP connection).
-func (a *Authz) Allowed(method, path string, client netip.Addr) bool {
+// Allowed decides for a request (method and path "" for a TCP
+// connection) from client, whose verified principal is principal ("" for
+// plaintext).
+func (a *Authz) Allowed(method, path string, client netip.Addr, principal string) bool {
 	client = client.Unmap()
 	for _, r := range a.rules {
-		if r.matches(method, path, client) {
+		if r.matches(method, path, client, principal) {
 			return r.allow
 		}
 	}
 	return a.allowByDefault
 }
 
-func (r rule) matches(method, path string, client netip.Addr) bool {
+func (r rule) matches(method, path string, client netip.Addr, principal string) bool {
 	if len(r.methods) > 0 && !slices.Contains(r.methods, method) {
 		return false
 	}
@@ -153,6 +161,9 @@ func (r rule) matches(method, path string, client netip.Addr) bool {
 		return false
 	}
 	if len(r.clients) > 0 && !slices.ContainsFunc(r.clients, func(p netip.Prefix) bool { return p.Contains(client) }) {
+		return false
+	}
+	if len(r.principals) > 0 && !slices.ContainsFunc(r.principals, func(p identity.Pattern) bool { return p.MatchesString(principal) }) {
 		return false
 	}
 	return true
@@ -163,7 +174,7 @@ func (a *Authz) Name() string { return Key }
 
 // Request denies an HTTP request before anything after it sees it.
 func (a *Authz) Request(x *exchange.Exchange) exchange.Verdict {
-	if !a.Allowed(x.Method, x.Path, x.Client.Addr()) {
+	if !a.Allowed(x.Method, x.Path, x.Client.Addr(), x.Principal) {
 		return exchange.Verdict{Status: http.StatusForbidden, Flag: exchange.Denied, Why: "denied by authorization policy"}
 	}
 	return exchange.Verdict{}

@@ -1,6 +1,6 @@
 // Package metrics is the agent's HTTP metrics, in Prometheus form:
 //
-//	veneer_requests_total{direction,port,method,code,flags}
+//	veneer_requests_total{direction,port,method,code,flags,tls}
 //	veneer_request_duration_seconds{direction,port}   buckets from 100us, so sub-millisecond times resolve
 //	veneer_request_size_bytes{direction,port}         request bodies
 //	veneer_response_size_bytes{direction,port}        response bodies
@@ -61,6 +61,7 @@ type key struct {
 	method string
 	code   int
 	flags  exchange.Flag
+	tls    bool
 }
 
 // New registers the metrics on reg.
@@ -69,8 +70,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: RequestsName,
-			Help: "HTTP requests, by original destination port, method, status code and response flags.",
-		}, []string{"direction", "port", "method", "code", "flags"}),
+			Help: "HTTP requests, by original destination port, method, status code, response flags and whether they came or went over veneer's mTLS (tls).",
+		}, []string{"direction", "port", "method", "code", "flags", "tls"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    DurationName,
 			Help:    "Time from the request's arrival to the end of its response.",
@@ -117,10 +118,10 @@ func (m *Metrics) Name() string { return Key }
 func (m *Metrics) Done(ex *exchange.Exchange) {
 	p := m.port(ex.Direction, ex.Port)
 	status, sent := ex.Status, ex.Sent
-	k := key{method: Method(ex.Method), code: status, flags: ex.Flags()}
+	k := key{method: Method(ex.Method), code: status, flags: ex.Flags(), tls: ex.TLS}
 	c, ok := p.counters.Load(k)
 	if !ok {
-		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.direction, p.label, k.method, strconv.Itoa(status), k.flags.String()))
+		c, _ = p.counters.LoadOrStore(k, m.requests.WithLabelValues(p.direction, p.label, k.method, strconv.Itoa(status), k.flags.String(), strconv.FormatBool(k.tls)))
 	}
 	c.(prometheus.Counter).Inc()
 	p.duration.Observe(time.Since(ex.Start).Seconds())

@@ -37,7 +37,7 @@ func TestObserve(t *testing.T) {
 			}
 		}
 	}
-	want := "code=429,direction=inbound,flags=RL,method=GET,port=8080 2|code=429,direction=inbound,flags=RL,method=OTHER,port=8080 1"
+	want := "code=429,direction=inbound,flags=RL,method=GET,port=8080,tls=false 2|code=429,direction=inbound,flags=RL,method=OTHER,port=8080,tls=false 1"
 	if strings.Join(got, "|") != want {
 		t.Errorf("veneer_requests_total = %q; want %q (unknown methods as OTHER)", strings.Join(got, "|"), want)
 	}

@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/identity"
+	"github.com/veneermesh/veneer/pkg/proxy"
+)
+
+// startIdentity follows the agent's SVID from --spiffe-socket or
+// --svid-dir; nil when neither is set (no mTLS).
+func startIdentity(ctx context.Context, o Options, reg prometheus.Registerer, log zerolog.Logger) (*identity.Source, error) {
+	switch {
+	case o.SPIFFESocket != "":
+		src, err := identity.FromWorkloadAPI(ctx, o.SPIFFESocket, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("--spiffe-socket: %w", err)
+		}
+		return src, nil
+	case o.SVIDDir != "":
+		return identity.FromFiles(ctx, o.SVIDDir, time.Second, reg, log)
+	}
+	return nil, nil
+}
+
+// checkMesh refuses a config that asks for mTLS when the agent has no
+// identity to handshake with.
+func checkMesh(c *config.Config, o Options, src *identity.Source) error {
+	if src != nil {
+		return nil
+	}
+	const fix = "needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"
+	if len(c.Mesh.Peers) > 0 {
+		return fmt.Errorf("mesh.peers %s", fix)
+	}
+	sections := map[string]config.Port{"default": c.Default}
+	for _, p := range c.PortNumbers() {
+		sections[fmt.Sprintf("ports.%d", p)] = c.Port(p)
+	}
+	for name, pc := range sections {
+		if mode := mtlsMode(pc, o); mode != proxy.MTLSOff {
+			return fmt.Errorf("%s.mtls: %s %s", name, mode, fix)
+		}
+	}
+	return nil
+}
+
+// mtlsMode is a section's mTLS mode: its own, else --mtls.
+func mtlsMode(pc config.Port, o Options) string {
+	if pc.MTLS != "" {
+		return pc.MTLS
+	}
+	return o.MTLS
+}
+
+// peers are the proxy's meshed destinations from cfg.
+func peers(c *config.Config) []*proxy.Peer {
+	var out []*proxy.Peer
+	for _, p := range c.Mesh.Peers {
+		pp := &proxy.Peer{Ports: p.Ports}
+		for _, s := range p.CIDRs {
+			pr, _ := config.ParseCIDR(s) // checked by config
+			pp.Prefixes = append(pp.Prefixes, pr)
+		}
+		for _, s := range p.Principals {
+			pat, _ := identity.ParsePattern(s)
+			pp.Want = append(pp.Want, pat)
+		}
+		out = append(out, pp)
+	}
+	return out
+}
