@@ -48,6 +48,7 @@ func TestMeshNeedsAnIdentity(t *testing.T) {
 		{"mesh: {peers: [{cidrs: [10.0.0.0/8]}]}", "off", "mesh.peers needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
 		{"default: {protocol: http}", "permissive", "default.mtls: permissive needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
 		{"ports: {\"8080\": {mtls: off}}", "off", ""},
+		{"default: {mtls: strict}\nports: {\"8080\": {protocol: http}}", "off", "default.mtls: strict needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
 	} {
 		c, err := config.Parse([]byte(tc.cfg), decor.Schema)
 		if err != nil {
@@ -62,5 +63,25 @@ func TestMeshNeedsAnIdentity(t *testing.T) {
 		} else if tc.want != "" {
 			t.Errorf("%s with --mtls %s: no error, want %q", tc.cfg, tc.mtls, tc.want)
 		}
+	}
+}
+
+// TestMTLSModeInherited: a port's section without a mode takes the default
+// section's, then --mtls; its own wins.
+func TestMTLSModeInherited(t *testing.T) {
+	c, err := config.Parse([]byte("default: {mtls: strict}\nports: {\"8080\": {protocol: http}, \"9090\": {mtls: permissive}}"), decor.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := policies(c, "inbound", Options{MTLS: "off"})
+	if ps.Default.MTLS != "strict" || ps.Ports[8080].MTLS != "strict" || ps.Ports[9090].MTLS != "permissive" {
+		t.Errorf("modes: default %s, 8080 %s, 9090 %s; want strict, strict (inherited), permissive", ps.Default.MTLS, ps.Ports[8080].MTLS, ps.Ports[9090].MTLS)
+	}
+	if out := policies(c, "outbound", Options{MTLS: "strict"}); out.Default.MTLS != "off" {
+		t.Errorf("outbound mode %s; outbound, mTLS is by peer", out.Default.MTLS)
+	}
+	c, _ = config.Parse([]byte("ports: {\"8080\": {protocol: http}}"), decor.Schema)
+	if ps := policies(c, "inbound", Options{MTLS: "permissive"}); ps.Ports[8080].MTLS != "permissive" {
+		t.Errorf("8080 %s; want --mtls's permissive", ps.Ports[8080].MTLS)
 	}
 }

@@ -73,7 +73,7 @@ func (rc *runningConfig) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // outbound has one section for every destination.
 func policies(cfg *config.Config, dir string, o Options) *proxy.Policies {
 	policy := func(pc config.Port) *proxy.Policy {
-		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D(), MTLS: mtlsMode(pc, o)}
+		pol := &proxy.Policy{Protocol: pc.Protocol, SniffTimeout: pc.SniffTimeout.D(), IdleTimeout: pc.TCP.IdleTimeout.D(), MTLS: mtlsMode(cfg, pc, o)}
 		if pc.TCP.Authz != nil {
 			pol.Authz = authz.New(authz.Config(config.ValueOf[authz.TCPConfig](pc.TCP.Authz)))
 		}

@@ -39,22 +39,27 @@ func checkMesh(c *config.Config, o Options, src *identity.Source) error {
 	if len(c.Mesh.Peers) > 0 {
 		return fmt.Errorf("mesh.peers %s", fix)
 	}
-	sections := map[string]config.Port{"default": c.Default}
-	for _, p := range c.PortNumbers() {
-		sections[fmt.Sprintf("ports.%d", p)] = c.Port(p)
+	if mode := mtlsMode(c, c.Default, o); mode != proxy.MTLSOff {
+		return fmt.Errorf("default.mtls: %s %s", mode, fix)
 	}
-	for name, pc := range sections {
-		if mode := mtlsMode(pc, o); mode != proxy.MTLSOff {
-			return fmt.Errorf("%s.mtls: %s %s", name, mode, fix)
+	for _, p := range c.PortNumbers() {
+		if mode := mtlsMode(c, c.Port(p), o); mode != proxy.MTLSOff {
+			return fmt.Errorf("ports.%d.mtls: %s %s", p, mode, fix)
 		}
 	}
 	return nil
 }
 
-// mtlsMode is a section's mTLS mode: its own, else --mtls.
-func mtlsMode(pc config.Port, o Options) string {
-	if pc.MTLS != "" {
-		return pc.MTLS
+// mtlsMode is a port section's mTLS mode: its own, else the default
+// section's, else --mtls. Unlike the other settings, which a port's
+// section replaces whole, the mode is inherited, as Istio's
+// PeerAuthentication mode is by the ports that set none: a default of
+// strict must not leave open a port that has a section for its routes.
+func mtlsMode(c *config.Config, pc config.Port, o Options) string {
+	for _, m := range []string{pc.MTLS, c.Default.MTLS} {
+		if m != "" {
+			return m
+		}
 	}
 	return o.MTLS
 }

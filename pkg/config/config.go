@@ -93,7 +93,9 @@ type Port struct {
 	ProxyProtocol string `yaml:"proxyProtocol" json:"proxyProtocol,omitempty"`
 	// MTLS is the port's mutual TLS (inbound): off, permissive (mTLS from
 	// meshed peers, plaintext from the rest) or strict (meshed peers only:
-	// plaintext is reset). "" is the agent's --mtls.
+	// plaintext is reset). "" in a port's section is the default section's
+	// (the one setting a port's section inherits), and there the agent's
+	// --mtls.
 	MTLS string `yaml:"mtls" json:"mtls,omitempty"`
 	// TCP decorations, for every connection to the port.
 	TCP TCP `yaml:"tcp" json:"tcp"`

@@ -145,12 +145,19 @@ func (p *pod) start(id uint32, name string, args ...string) *proc {
 // startCaps runs name as id with the ambient capabilities caps.
 func (p *pod) startCaps(id uint32, caps []uintptr, name string, args ...string) *proc {
 	p.t.Helper()
+	return p.startIn(p.Pod.Pod, id, caps, name, args...)
+}
+
+// startIn runs name inside ns (the pod's, or the client's) as id with the
+// ambient capabilities caps.
+func (p *pod) startIn(ns *localpod.NS, id uint32, caps []uintptr, name string, args ...string) *proc {
+	p.t.Helper()
 	pr := &proc{cmd: exec.Command(name, args...), log: &logBuffer{}, done: make(chan error, 1)}
 	pr.cmd.Stdout, pr.cmd.Stderr = pr.log, pr.log
 	if len(caps) > 0 {
 		pr.cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: caps}
 	}
-	if err := p.Pod.Pod.Start(pr.cmd, id); err != nil {
+	if err := ns.Start(pr.cmd, id); err != nil {
 		p.t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() { pr.done <- pr.cmd.Wait() }()
@@ -343,7 +350,13 @@ func (p *pod) metricDir(name, direction, port string) float64 {
 // families is the agent's /metrics, parsed by Prometheus' own text parser.
 func (p *pod) families() map[string]*dto.MetricFamily {
 	p.t.Helper()
-	resp, err := p.client(p.Pod.Pod).Get("http://127.0.0.1:15000/metrics")
+	return p.familiesIn(p.Pod.Pod)
+}
+
+// familiesIn is the /metrics of the agent in ns.
+func (p *pod) familiesIn(ns *localpod.NS) map[string]*dto.MetricFamily {
+	p.t.Helper()
+	resp, err := p.client(ns).Get("http://127.0.0.1:15000/metrics")
 	if err != nil {
 		p.t.Fatalf("scraping /metrics: %v", err)
 	}
