@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,6 +86,29 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 				if err := yaml.Unmarshal([]byte(doc), &sm); err != nil || sm.APIVersion != "monitoring.coreos.com/v1" ||
 					len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "veneer-admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
 					t.Errorf("%s: ServiceMonitor %+v, %v; want the veneer-admin port's /metrics", path, sm, err)
+				}
+				continue
+			case "ClusterSPIFFEID":
+				// spire-controller-manager's type: checked by shape, against
+				// what inject gives the agent.
+				var id struct {
+					metav1.TypeMeta   `json:",inline"`
+					metav1.ObjectMeta `json:"metadata"`
+					Spec              struct {
+						SPIFFEIDTemplate          string               `json:"spiffeIDTemplate"`
+						PodSelector               metav1.LabelSelector `json:"podSelector"`
+						WorkloadSelectorTemplates []string             `json:"workloadSelectorTemplates"`
+					} `json:"spec"`
+				}
+				if err := yaml.UnmarshalStrict([]byte(doc), &id); err != nil {
+					t.Errorf("%s: %v", path, err)
+				}
+				sel := id.Spec.PodSelector.MatchExpressions
+				if id.APIVersion != "spire.spiffe.io/v1alpha1" ||
+					id.Spec.SPIFFEIDTemplate != "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}" ||
+					len(sel) != 1 || sel[0].Key != inject.LabelMTLS ||
+					!slices.Equal(id.Spec.WorkloadSelectorTemplates, []string{"k8s:container-name:" + inject.AgentName}) {
+					t.Errorf("%s: ClusterSPIFFEID %+v; want the agent containers of pods labelled %s, as ns/<ns>/sa/<sa>", path, id, inject.LabelMTLS)
 				}
 				continue
 			default:

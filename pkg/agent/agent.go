@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/appprobe"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/logsink"
@@ -71,6 +72,9 @@ type Options struct {
 	SPIFFESocket string
 	SVIDDir      string
 	MTLS         string
+	// AppProbes are the app's kubelet probes, by the paths inject gave
+	// them on the admin port (Istio's probe rewrite).
+	AppProbes map[string]appprobe.Probe
 }
 
 // ParseFlags reads the agent's flags, each also settable as $VENEER_<FLAG>.
@@ -99,6 +103,7 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 	fs.StringVar(&o.SPIFFESocket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "the SPIFFE Workload API (a SPIRE agent's socket, unix:///path) the agent takes its X.509 SVID and trust bundle from, for mTLS; /ready waits for the first SVID. Default: $SPIFFE_ENDPOINT_SOCKET")
 	fs.StringVar(&o.SVIDDir, "svid-dir", "", "instead of --spiffe-socket: a directory with the SVID in cert-manager csi-driver-spiffe's files (tls.crt, tls.key, ca.crt), read again when they change")
 	fs.StringVar(&o.MTLS, "mtls", "off", "the mTLS mode of inbound ports whose config sets none: off, permissive (mTLS from meshed peers, plaintext from the rest) or strict (meshed peers only); needs --spiffe-socket or --svid-dir")
+	probes := fs.String("app-probes", "", "the app's kubelet probes, a JSON object by path (/app-health/<container>/<kind>), that the agent runs for the kubelet on its admin port: veneerctl inject moves them there so that they pass a strict mTLS port")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "veneer-agent forwards the connections veneer-init redirected to it, and decorates them.\n"+
@@ -156,6 +161,11 @@ func ParseFlags(args []string, out io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("--spiffe-socket (%s) and --svid-dir (%s): one identity source, not both", o.SPIFFESocket, o.SVIDDir)
 	case o.MTLS != proxy.MTLSOff && o.SPIFFESocket == "" && o.SVIDDir == "":
 		return Options{}, fmt.Errorf("--mtls: %s needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir", o.MTLS)
+	}
+	if *probes != "" {
+		if o.AppProbes, err = appprobe.Parse(*probes); err != nil {
+			return Options{}, fmt.Errorf("--app-probes: %w", err)
+		}
 	}
 	if err := otlp.CheckSampling(o.TraceSampling); err != nil {
 		return Options{}, fmt.Errorf("--trace-sampling: %w", err)
@@ -246,6 +256,9 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 
 	api := newAdmin(reg, sides[0].http.Stats(), running, requests)
+	if len(o.AppProbes) > 0 {
+		api.Handle("GET "+appprobe.Prefix, appprobe.Handler(o.AppProbes))
+	}
 	if svid != nil {
 		api.ReadyWhen("an SVID", svid.Ready) // a native sidecar holds the app back until then
 	}

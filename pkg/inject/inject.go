@@ -14,10 +14,19 @@
 //	veneer.dev/workers: "2"                 # the agent's --workers; default 1, 0 for the container's CPU limit
 //	veneer.dev/otlp-endpoint: http://otel-collector.observability:4318   # the agent's --otlp-endpoint
 //	veneer.dev/trace-sampling: "0.1"        # the agent's --trace-sampling; default 0.01
+//	veneer.dev/outbound: "true"             # capture the app's outgoing TCP too (veneer-init --outbound)
+//	veneer.dev/mtls: strict | permissive     # mTLS with an SVID from SPIRE (the SPIFFE CSI driver); default off
 //
 // The agent's spans are named after the workload: its pod template's
 // app.kubernetes.io/name label, else its app label, else the workload's
 // name; their resource has the pod's name and namespace (downward API).
+//
+// With veneer.dev/mtls the agent gets the SPIRE agent's Workload API
+// through the SPIFFE CSI driver and the pod the label veneer.dev/mtls,
+// which deploy/spire's ClusterSPIFFEID selects; in strict mode the app's
+// httpGet and tcpSocket probes move to the agent's admin port
+// (/app-health/<container>/<kind>), which runs them on the pod's loopback,
+// since the kubelet is no meshed peer (Istio's probe rewrite).
 package inject
 
 import (
@@ -42,6 +51,8 @@ const (
 	AnnotationWorkers             = "veneer.dev/workers"
 	AnnotationOTLPEndpoint        = "veneer.dev/otlp-endpoint"
 	AnnotationTraceSampling       = "veneer.dev/trace-sampling"
+	AnnotationMTLS                = "veneer.dev/mtls"
+	AnnotationOutbound            = "veneer.dev/outbound"
 	AnnotationInjected            = "veneer.dev/injected"
 )
 

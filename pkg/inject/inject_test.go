@@ -91,12 +91,19 @@ func TestInjectNative(t *testing.T) {
 	if ann[AnnotationInjected] != "inbound-ports=8080,9090 sidecar=native" || ann["prometheus.io/port"] != "15000" {
 		t.Errorf("annotations = %v", ann)
 	}
+	reversible(t, deployment, out)
+}
+
+// reversible checks that injecting out (in injected) again changes
+// nothing, and that uninjecting it gives in back.
+func reversible(t *testing.T, in string, out []byte) {
+	t.Helper()
 	again, err := Inject(out, Options{})
 	if err != nil || string(again) != string(out) {
 		t.Errorf("injecting twice differs from injecting once:\n%s\n---\n%s", out, again)
 	}
 	back, err := Uninject(out)
-	if err != nil || !equalYAML(back, []byte(deployment)) {
+	if err != nil || !equalYAML(back, []byte(in)) {
 		t.Errorf("uninject = %s, %v; want the original back", back, err)
 	}
 }

@@ -81,9 +81,23 @@ func (w *workload) inject(o Options) error {
 	if exclude != "" {
 		initArgs = append(initArgs, "--exclude-inbound-ports", exclude)
 	}
+	if v, where, ok := w.annotation(AnnotationOutbound); ok {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s[%s]: %q is not true or false", where, AnnotationOutbound, v)
+		}
+		if on {
+			initArgs = append(initArgs, "--outbound")
+		}
+	}
 	init := initContainer(o.InitImage, initArgs)
 	agent := agentContainer(o.AgentImage, w.serviceName())
 	agent.Args = append(agent.Args, agentArgs...)
+	if v, where, ok := w.annotation(AnnotationMTLS); ok {
+		if err := w.mtls(v, where, &agent); err != nil {
+			return err
+		}
+	}
 	if sidecar == "native" {
 		always := corev1.ContainerRestartPolicyAlways
 		agent.RestartPolicy = &always
@@ -215,6 +229,13 @@ func agentContainer(image, service string) corev1.Container {
 
 func (w *workload) uninject() {
 	mine := func(c corev1.Container) bool { return c.Name == InitName || c.Name == AgentName }
+	var agent *corev1.Container
+	for _, cs := range [][]corev1.Container{w.spec.InitContainers, w.spec.Containers} {
+		if i := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == AgentName }); i >= 0 {
+			agent = &cs[i]
+		}
+	}
+	w.unmtls(agent)
 	w.spec.InitContainers = slices.DeleteFunc(w.spec.InitContainers, mine)
 	w.spec.Containers = slices.DeleteFunc(w.spec.Containers, mine)
 	w.spec.Volumes = slices.DeleteFunc(w.spec.Volumes, func(v corev1.Volume) bool { return v.Name == ConfigVolume || v.Name == LockVolume })

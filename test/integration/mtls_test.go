@@ -89,7 +89,10 @@ func newMeshPods(t *testing.T) *meshPods {
 	go h2srv.Serve(h2l)
 	t.Cleanup(func() { h2srv.Close() })
 	m.serve("9005", wsEcho)
-	m.serverAgent = m.startAgent("--spiffe-socket", "unix://"+sp.agentSock, "--config", m.writeConfig(meshServerConfig))
+	// The app's probes as veneerctl inject hands them over in strict mode.
+	probes := `{"/app-health/app/readyz":{"httpGet":{"path":"/","port":8080}},"/app-health/app/livez":{"tcpSocket":{"port":8080}},` +
+		`"/app-health/gone/readyz":{"httpGet":{"path":"/","port":8089}}}`
+	m.serverAgent = m.startAgent("--spiffe-socket", "unix://"+sp.agentSock, "--config", m.writeConfig(meshServerConfig), "--app-probes", probes)
 
 	// The client pod.
 	cmd := exec.Command(filepath.Join(bin, "veneer-init"), "--outbound", "--inbound-ports", "15999",
@@ -235,6 +238,18 @@ func TestMTLSWithSPIRE(t *testing.T) {
 		}
 		if got := m.echoOver(9001, []byte("meshed ping")); got != "meshed ping" {
 			t.Errorf("mTLS to a permissive port: %q", got)
+		}
+	})
+
+	t.Run("the kubelet's probes pass a strict port", func(t *testing.T) {
+		// The kubelet is a plaintext client outside the mesh, as the
+		// outsider is; inject moved the probes to the agent's admin port.
+		for path, want := range map[string]string{"/app-health/app/readyz": "200", "/app-health/app/livez": "200", "/app-health/gone/readyz": "503"} {
+			out, _ := m.outsider(exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+				fmt.Sprintf("http://%s:15000%s", localpod.PodIP, path)))
+			if out != want {
+				t.Errorf("probe %s: %q, want %s", path, out, want)
+			}
 		}
 	})
 
