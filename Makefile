@@ -83,7 +83,7 @@ bench: deps build bin/jaeger
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light linux-perf >/dev/null; }
 	$(GO) build -o bin/fastapp ./test/bench/fastapp
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
-	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf -jaeger bin/jaeger $(BENCHFLAGS) | tee bench.md
+	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf -mesh -jaeger bin/jaeger $(BENCHFLAGS) | tee bench.md
 
 FUZZ := sniff:FuzzClassify sniff:FuzzPeerHello config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ var (
 	compare  = flag.String("compare", "", "another veneer-agent binary (an older build, say) to measure as tcp and http cases beside this one")
 	profiles = flag.String("profile", "", "write a CPU profile of each veneer case's wrk run (pprof, from its admin port) to this folder")
 	perfStat = flag.Bool("perf", false, "count each proxy's syscalls and context switches during the wrk run (perf stat), per request")
+	mesh     = flag.Bool("mesh", false, "also measure two agents, a client pod's (outbound capture) and the server pod's, in plaintext and with mTLS between them")
 )
 
 // A case is one way to reach the app: a REDIRECT target (0: no capture).
@@ -56,6 +58,12 @@ type proxyCase struct {
 	stdout io.Writer // where the proxy's output goes; nil: /dev/null
 	proc   *exec.Cmd
 	admin  int // veneer's --admin-local port, on the pod's loopback; 0 for the others
+	// A mesh case: a client-side agent too, in the client namespace, which
+	// gets the client's connections by outbound capture to outPort. Its
+	// CPU counts with the server-side agent's.
+	clientCmd []string
+	client    *exec.Cmd
+	outPort   int
 }
 
 //go:embed every.yaml
@@ -66,6 +74,7 @@ type result struct {
 	cpuPerReq                      []float64 // µs of proxy CPU per request served by wrk
 	cpuPer1k                       []float64 // cores of proxy CPU at fortio's 1,000 req/s
 	syscallsPerReq, switchesPerReq []float64 // perf stat's counts during the wrk run, per request (-perf)
+	connPerSec, cpuPerConn         []float64 // mesh cases: wrk with a new connection per request, and both agents' µs per connection
 	machinePerReq                  []float64 // µs of every core's busy time per request during the wrk run (-perf)
 	rssFresh, rssIdle, rss1k       float64
 }
@@ -101,17 +110,20 @@ func run() error {
 			p.Wait()
 		}
 	}()
-	// start runs a process in the pod. Output goes to /dev/null unless
+	// startIn runs a process in ns. Output goes to /dev/null unless
 	// stdout says otherwise: no pipe that a worker could hold open.
-	start := func(id uint32, stdout io.Writer, args ...string) (*exec.Cmd, error) {
+	startIn := func(ns *localpod.NS, id uint32, stdout io.Writer, args ...string) (*exec.Cmd, error) {
 		c := exec.Command(args[0], args[1:]...)
 		c.Stdout = stdout
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := pod.Pod.Start(c, id); err != nil {
+		if err := ns.Start(c, id); err != nil {
 			return nil, err
 		}
 		procs = append(procs, c)
 		return c, nil
+	}
+	start := func(id uint32, stdout io.Writer, args ...string) (*exec.Cmd, error) {
+		return startIn(pod.Pod, id, stdout, args...)
 	}
 
 	// The apps: a fast one, and the seed's Python server on a 1 KiB file.
@@ -215,6 +227,9 @@ func run() error {
 			veneer("veneer http (tracing, OTLP 1%)", 16706, traceCfg, append(otlp, "0.01")...),
 			veneer("veneer http (tracing, OTLP 100%)", 16806, traceCfg, append(otlp, "1")...))
 	}
+	if *mesh {
+		cases = append(cases, meshCases(dir, abs("veneer-agent"), cfg)...)
+	}
 	if *compare != "" {
 		cases = append(cases, veneerBinary(*compare, "compared tcp", 16406, tcpCfg),
 			veneerBinary(*compare, "compared http (default decorations)", 16506, httpCfg))
@@ -225,6 +240,11 @@ func run() error {
 		}
 		if c.proc, err = start(c.uid, c.stdout, c.cmd...); err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		if c.clientCmd != nil {
+			if c.client, err = startIn(pod.Client, meshClientUID, io.Discard, c.clientCmd...); err != nil {
+				return fmt.Errorf("%s: the client's agent: %w", c.name, err)
+			}
 		}
 	}
 	viaVeneer.proc, viaVeneerTCP.proc = httpDefault.proc, tcpDefault.proc
@@ -252,6 +272,16 @@ func run() error {
 		out, err := runIn(pod.Pod, cmd, 0)
 		if err != nil {
 			return fmt.Errorf("veneer-init: %v %s", err, out)
+		}
+		// The client namespace: outbound capture to the client's agent
+		// for a mesh case, none for the others.
+		args = []string{abs("veneer-init"), "--inbound-ports", "15998", "--ipv6", "off", "--cleanup"}
+		if c.client != nil {
+			args = append(args[:len(args)-1], "--outbound", "--outbound-port", strconv.Itoa(c.outPort), "--admin-port", "15999",
+				"--proxy-uid", strconv.Itoa(meshClientUID), "--proxy-gid", strconv.Itoa(meshClientUID))
+		}
+		if out, err := runIn(pod.Client, exec.Command(args[0], args[1:]...), 0); err != nil {
+			return fmt.Errorf("veneer-init in the client namespace: %v %s", err, out)
 		}
 		return nil
 	}
@@ -283,7 +313,7 @@ func run() error {
 				profiled = make(chan error, 1)
 				go func() { profiled <- profile(pod, c, r) }()
 			}
-			cpu0, busy0 := cpuSeconds(c.proc), busySeconds()
+			cpu0, busy0 := c.cpu(), busySeconds()
 			rps, requests, err := wrk(pod, url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: wrk: %w", c.name, err)
@@ -303,14 +333,25 @@ func run() error {
 				rr.machinePerReq = append(rr.machinePerReq, (busySeconds()-busy0)/requests*1e6)
 			}
 			rr.rps = append(rr.rps, rps)
-			cpu1 := cpuSeconds(c.proc)
+			cpu1 := c.cpu()
 			lat, err := fortio(pod, abs("fortio"), url(c, "/"))
 			if err != nil {
 				return fmt.Errorf("%s: fortio: %w", c.name, err)
 			}
 			if c.proc != nil && !c.bare {
 				rr.cpuPerReq = append(rr.cpuPerReq, (cpu1-cpu0)/requests*1e6)
-				rr.cpuPer1k = append(rr.cpuPer1k, (cpuSeconds(c.proc)-cpu1)/duration.Seconds())
+				rr.cpuPer1k = append(rr.cpuPer1k, (c.cpu()-cpu1)/duration.Seconds())
+			}
+			if c.client != nil {
+				// A new connection per request: a handshake (resumed, as the
+				// client's agent keeps sessions) on every one.
+				cpu2 := c.cpu()
+				cps, conns, err := wrk(pod, url(c, "/"), "-H", "Connection: close")
+				if err != nil {
+					return fmt.Errorf("%s: wrk, new connections: %w", c.name, err)
+				}
+				rr.connPerSec = append(rr.connPerSec, cps)
+				rr.cpuPerConn = append(rr.cpuPerConn, (c.cpu()-cpu2)/conns*1e6)
 			}
 			rr.p50, rr.p90, rr.p99 = append(rr.p50, lat[0]), append(rr.p90, lat[1]), append(rr.p99, lat[2])
 			if c.app == "fast" {
@@ -362,10 +403,12 @@ var (
 	requestsRE = regexp.MustCompile(`([0-9]+) requests in`)
 )
 
-// wrk is maximum throughput: 2 threads, 64 keep-alive connections. It
-// returns requests per second and the requests served.
-func wrk(pod *localpod.Pod, url string) (rps, requests float64, err error) {
-	out, err := runIn(pod.Client, exec.Command("wrk", "-t2", "-c64", "-d"+duration.String(), url), 0)
+// wrk is maximum throughput: 2 threads, 64 keep-alive connections (unless
+// extra says otherwise). It returns requests per second and the requests
+// served.
+func wrk(pod *localpod.Pod, url string, extra ...string) (rps, requests float64, err error) {
+	args := append([]string{"-t2", "-c64", "-d" + duration.String()}, extra...)
+	out, err := runIn(pod.Client, exec.Command("wrk", append(args, url)...), 0)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
@@ -463,14 +506,22 @@ func profile(pod *localpod.Pod, c *proxyCase, round int) error {
 		}
 		return '-'
 	}, c.name)
-	path, _ := filepath.Abs(filepath.Join(*profiles, fmt.Sprintf("%s-%d.pprof", name, round)))
 	secs := max(1, int(duration.Seconds()))
-	out, err := runIn(pod.Pod, exec.Command("curl", "-sf", "-o", path,
-		fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", c.admin, secs)), 0)
-	if err != nil {
-		return fmt.Errorf("%v %s", err, out)
+	get := func(ns *localpod.NS, admin int, suffix string) error {
+		path, _ := filepath.Abs(filepath.Join(*profiles, fmt.Sprintf("%s%s-%d.pprof", name, suffix, round)))
+		out, err := runIn(ns, exec.Command("curl", "-sf", "-o", path,
+			fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", admin, secs)), 0)
+		if err != nil {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
 	}
-	return nil
+	if c.client == nil {
+		return get(pod.Pod, c.admin, "")
+	}
+	client := make(chan error, 1)
+	go func() { client <- get(pod.Client, c.admin+1, "-client") }() // the mesh case's client agent
+	return errors.Join(get(pod.Pod, c.admin, ""), <-client)
 }
 
 // countEvents starts perf stat on a proxy's processes (every thread) for
@@ -637,6 +688,7 @@ func report(cases []*proxyCase, res map[string]*result) {
 		}
 		fmt.Println(row)
 	}
+	meshReport(cases, res)
 	if !*perfStat {
 		return
 	}

@@ -1,6 +1,6 @@
 // Package testca makes SPIFFE certificate authorities and X.509 SVIDs for
-// the tests of one piece (pkg/identity, pkg/mtls, pkg/proxy); the
-// integration tests take theirs from a real SPIRE.
+// the tests of one piece (pkg/identity, pkg/mtls, pkg/proxy) and for the
+// benchmarks; the integration tests take theirs from a real SPIRE.
 package testca
 
 import (
@@ -15,9 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 	"time"
 )
+
+// T is what testca needs of a test: testing.TB, or a benchmark's own.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+}
 
 // CA is a trust domain's root.
 type CA struct {
@@ -39,7 +44,7 @@ func next() *big.Int {
 }
 
 // New makes a CA for trust domain td.
-func New(t testing.TB, td string) *CA {
+func New(t T, td string) *CA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -63,7 +68,7 @@ func (ca *CA) BundlePEM() []byte {
 
 // SVID issues an X.509 SVID for id (a spiffe:// URI) that expires after
 // ttl, as PEM: the certificate and its key.
-func (ca *CA) SVID(t testing.TB, id string, ttl time.Duration) (certPEM, keyPEM []byte) {
+func (ca *CA) SVID(t T, id string, ttl time.Duration) (certPEM, keyPEM []byte) {
 	t.Helper()
 	u, err := url.Parse(id)
 	if err != nil {
@@ -88,7 +93,7 @@ func (ca *CA) SVID(t testing.TB, id string, ttl time.Duration) (certPEM, keyPEM 
 // WriteDir writes an SVID for id and the CA's bundle into dir in
 // csi-driver-spiffe's layout (tls.crt, tls.key, ca.crt), each file
 // replaced whole.
-func (ca *CA) WriteDir(t testing.TB, dir, id string, ttl time.Duration) {
+func (ca *CA) WriteDir(t T, dir, id string, ttl time.Duration) {
 	t.Helper()
 	c, k := ca.SVID(t, id, ttl)
 	for name, b := range map[string][]byte{"tls.crt": c, "tls.key": k, "ca.crt": ca.BundlePEM()} {
