@@ -127,9 +127,12 @@ func (s *Source) set(id *Identity) {
 	s.updates.Inc()
 	ev := s.log.Info().Stringer("spiffe_id", id.ID).Str("serial", id.Serial()).
 		Time("not_after", id.Leaf.NotAfter).Int("bundle_authorities", len(id.Bundle.X509Authorities()))
-	if old == nil {
+	switch {
+	case old == nil:
 		ev.Msg("SVID received")
-		return
+	case old.Serial() == id.Serial():
+		ev.Msg("trust bundle updated")
+	default:
+		ev.Str("previous_serial", old.Serial()).Msg("SVID rotated")
 	}
-	ev.Str("previous_serial", old.Serial()).Msg("SVID rotated")
 }

@@ -40,6 +40,7 @@ const (
 // Outbound, it finds whether the destination is a meshed peer.
 func (c *conn) meshed() verdict {
 	if c.s.cfg.Direction == "outbound" {
+		c.plain = true // a ClientHello here is the app's own TLS
 		c.mesh = c.s.policies.Load().PeerFor(c.dst)
 		if c.mesh != nil {
 			c.tls = true
@@ -81,7 +82,9 @@ func (c *conn) hello() (verdict, bool) {
 	}
 	switch sniff.PeerHello(c.up.Pending(), mtls.ALPN) {
 	case sniff.HelloPeer:
-		return c.terminate(), true
+		if c.s.serverTLS != nil { // without an identity (the agent refuses such a config), no peer is taken
+			return c.terminate(), true
+		}
 	case sniff.HelloNeedMore:
 		if !c.up.EOF {
 			return wait, false
