@@ -22,10 +22,15 @@
 package mtls
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -104,7 +109,7 @@ func verify(src *identity.Source, cs tls.ConnectionState, want []identity.Patter
 	if len(cs.PeerCertificates) == 0 {
 		return spiffeid.ID{}, errors.New("the peer sent no certificate")
 	}
-	id, _, err := x509svid.Verify(cs.PeerCertificates, own.Bundle)
+	id, err := verified(own, cs.PeerCertificates)
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("the peer's SVID: %w", err)
 	}
@@ -112,4 +117,69 @@ func verify(src *identity.Source, cs tls.ConnectionState, want []identity.Patter
 		return spiffeid.ID{}, fmt.Errorf("the peer is %s, not one of %v", id, want)
 	}
 	return id, nil
+}
+
+// A chain verified against an identity's bundle stays verified until the
+// first of its certificates expires: the same chain, the same bundle and
+// a time before every NotAfter give the same answer (SPIFFE has no
+// revocation lists). So each peer's chain is verified once per bundle,
+// not on every handshake: a rotation of the agent's own SVID brings a new
+// Identity, whose chains are verified anew. Sessions resumed from tickets
+// are verified through here too.
+type chainKey struct {
+	own   *identity.Identity
+	chain [sha256.Size]byte
+}
+
+type chainResult struct {
+	id    spiffeid.ID
+	until time.Time
+}
+
+var (
+	chains    sync.Map // chainKey -> chainResult
+	chainsLen atomic.Int64
+)
+
+// clock is time.Now; tests of the expiry move it.
+var clock = time.Now
+
+// maxChains bounds the verified chains kept; past it they are forgotten
+// and verified again (peers are workloads, few per trust domain).
+const maxChains = 4096
+
+func verified(own *identity.Identity, certs []*x509.Certificate) (spiffeid.ID, error) {
+	h := sha256.New()
+	for _, c := range certs {
+		h.Write(c.Raw)
+	}
+	k := chainKey{own: own, chain: [sha256.Size]byte(h.Sum(nil))}
+	now := clock()
+	if r, ok := chains.Load(k); ok && now.Before(r.(chainResult).until) {
+		return r.(chainResult).id, nil
+	}
+	id, _, err := x509svid.Verify(certs, own.Bundle, x509svid.WithTime(now))
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	until := certs[0].NotAfter
+	for _, c := range certs[1:] {
+		until = minTime(until, c.NotAfter)
+	}
+	for _, a := range own.Bundle.X509Authorities() {
+		until = minTime(until, a.NotAfter)
+	}
+	if chainsLen.Add(1) > maxChains {
+		chains.Clear()
+		chainsLen.Store(1)
+	}
+	chains.Store(k, chainResult{id: id, until: until})
+	return id, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -3,6 +3,7 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"strings"
@@ -170,5 +171,36 @@ func TestResumedSessionIsVerified(t *testing.T) {
 	dial(addr, cfg)
 	if r := <-got; r.err == nil {
 		t.Fatalf("a resumed session (resumed %v) was let in as %s with a certificate the bundle no longer verifies", r.resumed, r.id)
+	}
+}
+
+// TestVerifiedChainExpires: a chain verified once is taken from the cache
+// only until its leaf expires, and never for another identity's bundle.
+func TestVerifiedChainExpires(t *testing.T) {
+	ca := testca.New(t, "veneer.test")
+	own, _ := source(t, ca, "spiffe://veneer.test/ns/shop/sa/web")
+	id, _ := own.Current()
+	peerDir := t.TempDir()
+	ca.WriteDir(t, peerDir, "spiffe://veneer.test/ns/shop/sa/client", time.Hour)
+	peer, err := identity.FromFiles(context.Background(), peerDir, time.Hour, prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	p, _ := peer.Current()
+	chain := []*x509.Certificate{p.Leaf}
+	if got, err := verified(id, chain); err != nil || got.String() != "spiffe://veneer.test/ns/shop/sa/client" {
+		t.Fatalf("verified = %v, %v", got, err)
+	}
+	defer func() { clock = time.Now }()
+	clock = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, err := verified(id, chain); err == nil {
+		t.Error("a cached chain was taken past its leaf's NotAfter")
+	}
+	clock = time.Now
+	other, _ := source(t, testca.New(t, "veneer.test"), "spiffe://veneer.test/ns/shop/sa/web")
+	oid, _ := other.Current()
+	if _, err := verified(oid, chain); err == nil {
+		t.Error("a chain verified for one bundle was taken for another")
 	}
 }

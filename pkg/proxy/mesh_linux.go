@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -154,7 +155,9 @@ func (c *conn) serveTLS(nc net.Conn, pre []byte) {
 		c.closed(0, 0, endHandshake)
 		return
 	}
-	id, _ := mtls.PeerID(tc.ConnectionState())
+	cs := tc.ConnectionState()
+	c.s.metrics.handshakes.WithLabelValues(c.s.cfg.Direction, strconv.FormatBool(cs.DidResume)).Inc()
+	id, _ := mtls.PeerID(cs)
 	c.tls, c.principal = true, id.String()
 	if c.pol.Authz != nil && !c.pol.Authz.Allowed("", "", c.peer.Addr(), c.principal) {
 		resetConn(nc)
@@ -261,6 +264,7 @@ func (s *Server) dialPeer(ctx context.Context, client, dst netip.AddrPort, pol *
 		s.log.Warn().Err(err).Stringer("original_dst", dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
 		return nil, &handshakeError{err}
 	}
+	s.metrics.handshakes.WithLabelValues(s.cfg.Direction, strconv.FormatBool(tc.ConnectionState().DidResume)).Inc()
 	return tc, nil
 }
 

@@ -17,7 +17,8 @@ type Metrics struct {
 	opened, closed, received, sent *prometheus.CounterVec
 	active                         *prometheus.GaugeVec
 	rejected                       *prometheus.CounterVec
-	ports                          sync.Map // portKey -> *portMetrics, resolved once per port
+	handshakes                     *prometheus.CounterVec // mTLS handshakes completed, by direction and whether resumed
+	ports                          sync.Map               // portKey -> *portMetrics, resolved once per port
 }
 
 type portKey struct {
@@ -69,7 +70,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "veneer_tcp_connections_rejected_total",
 		Help: "Connections reset at once because --max-connections were open.",
 	}, []string{"direction"})
-	for _, c := range []prometheus.Collector{m.opened, m.closed, m.received, m.sent, m.active, m.rejected} {
+	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "veneer_mtls_handshakes_total",
+		Help: "mTLS handshakes completed with meshed peers, by direction and whether the session was resumed (resumed ones are verified all the same).",
+	}, []string{"direction", "resumed"})
+	for _, c := range []prometheus.Collector{m.opened, m.closed, m.received, m.sent, m.active, m.rejected, m.handshakes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

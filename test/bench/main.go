@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/veneermesh/veneer/pkg/localpod"
 )
 
@@ -282,6 +284,16 @@ func run() error {
 		}
 		if out, err := runIn(pod.Client, exec.Command(args[0], args[1:]...), 0); err != nil {
 			return fmt.Errorf("veneer-init in the client namespace: %v %s", err, out)
+		}
+		// The last case's connections must not steer this one's: a SYN
+		// reusing the 4-tuple of a connection still in TIME_WAIT takes
+		// that connection's conntrack entry, and so the last case's
+		// REDIRECT target (seen as a mesh case's handshake reaching the
+		// plaintext case's agent).
+		for _, ns := range []*localpod.NS{pod.Pod, pod.Client} {
+			if err := ns.Do(func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
+				return fmt.Errorf("flushing conntrack: %w", err)
+			}
 		}
 		return nil
 	}
