@@ -122,6 +122,12 @@ func TestMTLSInbound(t *testing.T) {
 		if tc, err := meshDial(t, addr, client); err != nil || !echoed(t, tc, []byte("mTLS")) {
 			t.Errorf("%s: permissive port refused mTLS: %v", proto, err)
 		}
+		// The app's own TLS goes through to the app, opaque: the echo app
+		// sends the ClientHello back, which fails the handshake.
+		before = accepted.Load()
+		own = tls.Client(dial(t, addr), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		own.Handshake()
+		waitFor(t, "the app's own TLS reaching the app", func() bool { return accepted.Load() == before+1 })
 	}
 }
 
