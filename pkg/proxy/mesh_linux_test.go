@@ -209,7 +209,7 @@ func TestMTLSOutboundTunnel(t *testing.T) {
 	}
 }
 
-// counterWith sums the samples of name whose label is value.
+// counterWith sums the samples of name (counters or gauges) whose label is value.
 func counterWith(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -224,7 +224,7 @@ func counterWith(t *testing.T, reg *prometheus.Registry, name, label, value stri
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}

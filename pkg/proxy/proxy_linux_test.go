@@ -119,27 +119,10 @@ func dial(t *testing.T, addr string) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
+// counter is the sum of name's samples for port (of every other label: tls).
 func counter(t *testing.T, reg *prometheus.Registry, name, port string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		sum := 0.0 // of the samples of every other label (tls)
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "port" && l.GetValue() == port {
-					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-		return sum
-	}
-	return 0
+	return counterWith(t, reg, name, "port", port)
 }
 
 // waitFor polls cond: the proxy updates metrics after both sides have closed,
