@@ -339,12 +339,8 @@ func (c *Cluster) startContainerd(ctx context.Context, pause string) error {
 // Import imports the images of an archive (pkg/imagearchive, or docker
 // save's) into the node's containerd, where the kubelet finds them.
 func (c *Cluster) Import(ctx context.Context, archive string) error {
-	out, err := exec.CommandContext(ctx, "ctr", "--address", c.path("containerd.sock"), "-n", "k8s.io",
-		"images", "import", archive).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("importing %s: %w: %s", archive, err, bytes.TrimSpace(out))
-	}
-	return nil
+	_, err := c.Ctr(ctx, "images", "import", archive)
+	return err
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
@@ -462,6 +458,17 @@ func (c *Cluster) Kubectl(ctx context.Context, stdin io.Reader, args ...string) 
 		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return stdout.String(), nil
+}
+
+// Ctr runs containerd's ctr against the node's containerd, in the
+// namespace the kubelet's containers are in: what an operator on the node
+// would do with crictl.
+func (c *Cluster) Ctr(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.path("containerd.sock"), "-n", "k8s.io"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
 }
 
 // adminTLS is cluster-admin's TLS configuration, for Go clients.
