@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/veneermesh/veneer/pkg/imagearchive"
 	"github.com/veneermesh/veneer/pkg/localpod"
 )
@@ -200,9 +202,15 @@ func (c *Cluster) prepare() error {
 		return err
 	}
 	c.Node = p.Pod
-	// The node routes between pods (the ptp plugin's veths).
 	return c.Node.Do(func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+		// The node routes between pods (the ptp plugin's veths).
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		// A default route, as every node has: the kernel routes a
+		// connection to a ClusterIP before kube-proxy's DNAT rewrites it,
+		// and with no route it fails at once (network unreachable).
+		return netlink.RouteAdd(&netlink.Route{Gw: net.IP(localpod.ClientIP.AsSlice())})
 	})
 }
 

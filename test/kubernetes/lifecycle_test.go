@@ -123,7 +123,7 @@ func TestConfigMapEditReachesTheAgent(t *testing.T) {
 	if n := get(t, ns, "pod/"+pod, `{.status.initContainerStatuses[?(@.name=="veneer-agent")].restartCount}`); n != "0" {
 		t.Errorf("the agent restarted %s times; want the edit taken without a restart", n)
 	}
-	if !strings.Contains(logs(t, ns, pod, "veneer-agent", false), `"config reloaded"`) {
-		t.Error("the agent's log does not say it reloaded its config")
-	}
+	eventually(t, 10*time.Second, "the agent's log says it reloaded its config", func() (bool, string) {
+		return strings.Contains(logs(t, ns, pod, "veneer-agent", false), `"config reloaded"`), "no \"config reloaded\" line"
+	})
 }

@@ -12,7 +12,8 @@
 // make kind-test), and those that need the node's own network skip.
 //
 // make k8s-test builds what it needs and runs it (VENEER_K8S_TEST=1); under
-// a plain `go test ./...` it skips and says so.
+// a plain `go test ./...` it skips and says so. VENEER_K8S_KEEP=1 leaves the
+// cluster up afterwards, to look around in.
 package kubernetes
 
 import (
@@ -106,6 +107,10 @@ func local(ctx context.Context, archive string) (*cluster, func(), error) {
 		return nil, nil, err
 	}
 	down := func() {
+		if os.Getenv("VENEER_K8S_KEEP") != "" {
+			fmt.Fprintf(os.Stderr, "kubernetes tests: VENEER_K8S_KEEP: the cluster stays up; bin/localcluster kubectl %s %s -- get pods -A; bin/localcluster down %s\n", dir, bin, dir)
+			return
+		}
 		if err := c.Down(); err != nil {
 			fmt.Fprintf(os.Stderr, "kubernetes tests: removing the cluster: %v\n", err)
 		}

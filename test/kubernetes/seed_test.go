@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/veneermesh/veneer/pkg/localcluster"
 )
 
 // deploySeed applies the seed's manifest as make manifests wrote it
@@ -129,7 +127,8 @@ func TestSeedScenario(t *testing.T) {
 // the app is not listening yet.
 func probeCounts(t *testing.T, ns, pod, container string) map[string]float64 {
 	t.Helper()
-	m := kubectl(t, "get", "--raw", "/api/v1/nodes/"+nodeName(t)+"/proxy/metrics/probes")
+	node := get(t, ns, "pod/"+pod, "{.spec.nodeName}")
+	m := kubectl(t, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics/probes")
 	counts := map[string]float64{}
 	for _, probe := range []string{"Liveness", "Readiness"} {
 		for _, result := range []string{"successful", "failed", "unknown"} {
@@ -138,14 +137,6 @@ func probeCounts(t *testing.T, ns, pod, container string) map[string]float64 {
 		}
 	}
 	return counts
-}
-
-// nodeName is the node's name: the local cluster's, or the first node's.
-func nodeName(t *testing.T) string {
-	if k.local != nil {
-		return localcluster.NodeName
-	}
-	return kubectl(t, "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
 }
 
 // sum adds up the samples of metric whose labels include every one of

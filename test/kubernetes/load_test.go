@@ -1,0 +1,128 @@
+//go:build linux
+
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// load is GET requests from the node to a URL (a Service's ClusterIP, so
+// kube-proxy picks the pod), from clients that keep their connection and
+// clients that open one per request, each at most one request every 10 ms,
+// until stopped. It counts what came back.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	kinds      map[string]int // failures by kind
+	last       time.Time      // the last failure
+	cancel     context.CancelFunc
+	done       sync.WaitGroup
+}
+
+// startLoad starts keepAlive and fresh clients against url.
+func startLoad(t *testing.T, url string, keepAlive, fresh int) *load {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // bounded whatever happens
+	l := &load{kinds: map[string]int{}, cancel: cancel}
+	client := func(reuse bool) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: k.node.DialContext, DisableKeepAlives: !reuse, MaxIdleConnsPerHost: 1}}
+	}
+	for i := range keepAlive + fresh {
+		c := client(i < keepAlive)
+		l.done.Go(func() { l.run(ctx, c, url) })
+	}
+	return l
+}
+
+func (l *load) run(ctx context.Context, c *http.Client, url string) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := c.Do(req)
+		if ctx.Err() != nil {
+			return
+		}
+		kind := ""
+		if err != nil {
+			kind = failureKind(err)
+		} else {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				kind = fmt.Sprintf("HTTP %d %s", resp.StatusCode, resp.Header.Get("X-Veneer-Flags"))
+			}
+		}
+		if kind == "" {
+			l.ok.Add(1)
+			continue
+		}
+		l.failed.Add(1)
+		l.mu.Lock()
+		l.kinds[kind]++
+		l.last = time.Now()
+		l.mu.Unlock()
+	}
+}
+
+// failureKind names a client error: refused, reset, EOF, timeout, or the
+// error itself.
+func failureKind(err error) string {
+	var ne net.Error
+	switch s := err.Error(); {
+	case strings.Contains(s, "connection refused"):
+		return "connection refused"
+	case strings.Contains(s, "connection reset"):
+		return "connection reset"
+	case errors.Is(err, io.EOF) || strings.Contains(s, "EOF"):
+		return "EOF"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return s
+	}
+}
+
+// stop stops the clients and returns a summary of what they saw.
+func (l *load) stop() string {
+	l.cancel()
+	l.done.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var kinds []string
+	for k, n := range l.kinds {
+		kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(kinds)
+	return fmt.Sprintf("%d ok, %d failed %v", l.ok.Load(), l.failed.Load(), kinds)
+}
+
+// waitServing waits until n requests in a row succeed.
+func (l *load) waitServing(t *testing.T, n int64, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "serving again", func() (bool, string) {
+		l.mu.Lock()
+		since := time.Since(l.last)
+		l.mu.Unlock()
+		before := l.ok.Load()
+		time.Sleep(500 * time.Millisecond)
+		return l.ok.Load()-before >= n/2 && since > time.Second, fmt.Sprintf("last failure %s ago", since)
+	})
+}
