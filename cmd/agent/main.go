@@ -19,6 +19,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "prestop" { // the container's preStop hook
+		if err := agent.PreStop(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "veneer-agent prestop: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	opts, err := agent.ParseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return

@@ -139,9 +139,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeH
 // agent or change its log level.
 //
 //	POST /drain                  start a drain, as SIGTERM does
+//	POST /prestop                the pod is terminating: keep serving, but let clients go (the preStop hook)
 //	PUT  /log-level?level=debug  debug, info, warn or error
 //	GET  /debug/pprof/           Go's profiles, for measuring the agent under load
-func Local(drain func(), setLevel func(string) error) http.Handler {
+func Local(drain, preStop func(), setLevel func(string) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -149,6 +150,10 @@ func Local(drain func(), setLevel func(string) error) http.Handler {
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 		drain()
 		w.Write([]byte("draining\n"))
+	})
+	mux.HandleFunc("POST /prestop", func(w http.ResponseWriter, r *http.Request) {
+		preStop()
+		w.Write([]byte("letting clients go; serving until SIGTERM\n"))
 	})
 	mux.HandleFunc("PUT /log-level", func(w http.ResponseWriter, r *http.Request) {
 		if err := setLevel(r.URL.Query().Get("level")); err != nil {

@@ -47,9 +47,9 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestLocal(t *testing.T) {
-	drained := 0
+	drained, stopping := 0, 0
 	level := ""
-	h := Local(func() { drained++ }, func(l string) error {
+	h := Local(func() { drained++ }, func() { stopping++ }, func(l string) error {
 		if l != "debug" {
 			return fmt.Errorf("level: %q is not a level", l)
 		}
@@ -65,6 +65,11 @@ func TestLocal(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/drain", nil))
 	if rec.Code != http.StatusMethodNotAllowed || drained != 1 {
 		t.Errorf("GET /drain = %d; want 405 and no drain", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/prestop", nil))
+	if rec.Code != 200 || stopping != 1 || drained != 1 {
+		t.Errorf("POST /prestop = %d, preStop %d times, drained %d; want 200, once, and no drain", rec.Code, stopping, drained)
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/log-level?level=loud", nil))

@@ -40,10 +40,10 @@ func newAdmin(reg prometheus.Gatherer, stats, config, tap http.Handler) *admin.A
 	return a
 }
 
-// localAdmin is --admin-local's handler: POST /drain calls drainNow, PUT
-// /log-level sets level.
-func localAdmin(drainNow func(), level *logLevel, log zerolog.Logger) http.Handler {
-	return admin.Local(func() { log.Info().Msg("drain asked for on --admin-local"); drainNow() }, level.set)
+// localAdmin is --admin-local's handler: POST /drain calls drainNow, POST
+// /prestop calls preStop, PUT /log-level sets level.
+func localAdmin(drainNow, preStop func(), level *logLevel, log zerolog.Logger) http.Handler {
+	return admin.Local(func() { log.Info().Msg("drain asked for on --admin-local"); drainNow() }, preStop, level.set)
 }
 
 // startAdmin opens --admin's listener, for serve to serve on, and opens

@@ -262,7 +262,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if svid != nil {
 		api.ReadyWhen("an SVID", svid.Ready) // a native sidecar holds the app back until then
 	}
-	adm, err := startAdmin(ctx, o, api, localAdmin(drainNow, level, log))
+	adm, err := startAdmin(ctx, o, api, localAdmin(drainNow, func() { letClientsGo(api, sides, log) }, level, log))
 	if err != nil {
 		closeSides(sides)
 		return err

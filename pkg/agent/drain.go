@@ -14,6 +14,22 @@ import (
 // drainPoll is how often the drain looks whether the sides have gone quiet.
 const drainPoll = 50 * time.Millisecond
 
+// letClientsGo is the pod's preStop hook (veneer-agent prestop, POST
+// /prestop on --admin-local): the pod is terminating and leaves its
+// Services' endpoints. /ready turns 503 and every HTTP response closes its
+// connection from now on, so that clients on kept connections reconnect,
+// through the Service, to the pods that stay. Unlike a drain the agent
+// keeps accepting and serving: a native sidecar gets SIGTERM only after
+// the app has exited, and until then the app, and clients that have not
+// yet seen the endpoints change, still need it.
+func letClientsGo(api *admin.Admin, sides []*side, log zerolog.Logger) {
+	log.Info().Msg("pod terminating (preStop): closing kept connections after their next response; serving until SIGTERM")
+	api.SetReady(false)
+	for _, sd := range sides {
+		sd.http.StartDrain()
+	}
+}
+
 // drain stops the agent without dropping a connection it could still serve.
 // /ready turns 503 first. Then three phases share o.DrainTimeout:
 //

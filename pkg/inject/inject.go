@@ -66,6 +66,7 @@ const (
 	ConfigMountDir = "/etc/veneer"
 	AdminPort      = 15000
 	ProxyUID       = 1337
+	AgentBinary    = "/veneer-agent" // where Dockerfile.agent puts it
 )
 
 // Options are the images to inject.

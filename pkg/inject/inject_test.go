@@ -81,6 +81,9 @@ func TestInjectNative(t *testing.T) {
 		agent.StartupProbe.HTTPGet.Path != "/ready" {
 		t.Errorf("agent = %+v; want restartPolicy Always with a startup probe on /ready", agent)
 	}
+	if l := agent.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Exec == nil || strings.Join(l.PreStop.Exec.Command, " ") != "/veneer-agent prestop" {
+		t.Errorf("agent lifecycle = %+v; want the preStop hook /veneer-agent prestop", l)
+	}
 	asc := agent.SecurityContext
 	if *asc.RunAsUser != 1337 || *asc.RunAsGroup != 1337 || !*asc.ReadOnlyRootFilesystem || len(asc.Capabilities.Add) != 0 {
 		t.Errorf("agent security context = %+v; want 1337:1337, read-only, no capabilities", asc)

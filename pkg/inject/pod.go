@@ -206,6 +206,11 @@ func agentContainer(image, service string) corev1.Container {
 		Args:           []string{"--config", ConfigMountDir + "/config.yaml"},
 		Ports:          []corev1.ContainerPort{{Name: "veneer-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}},
 		ReadinessProbe: ready,
+		// When the pod starts terminating, clients on kept connections are
+		// told to go while the app still answers (agent.PreStop): a native
+		// sidecar's preStop runs then, its SIGTERM only after the app.
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+			Exec: &corev1.ExecAction{Command: []string{AgentBinary, "prestop"}}}},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt(AdminPort)}},
 			PeriodSeconds: 10,

@@ -127,3 +127,32 @@ func TestConfigMapEditReachesTheAgent(t *testing.T) {
 		return strings.Contains(logs(t, ns, pod, "veneer-agent", false), `"config reloaded"`), "no \"config reloaded\" line"
 	})
 }
+
+// TestTerminationLetsClientsGo deletes a pod and watches it terminate. The
+// kubelet runs the native agent's preStop hook (veneer-agent prestop) at
+// once, while the app still runs, and from then on the agent still serves
+// but closes kept connections after their response, so clients move to the
+// pods that stay; the agent itself stops only after the app.
+func TestTerminationLetsClientsGo(t *testing.T) {
+	need(t)
+	ns := newNamespace(t, "terminate")
+	pod, podIP := deploySeed(t, ns, "native")
+	clientPod(t, ns)
+	url := fmt.Sprintf("http://%s:8080/", podIP)
+	if h := curl(t, ns, "-s", "-o", "/dev/null", "-D", "-", url); strings.Contains(strings.ToLower(h), "connection: close") {
+		t.Fatalf("before the pod terminates, the agent closes kept connections:\n%s", h)
+	}
+	kubectl(t, "delete", "pod", "-n", ns, pod, "--wait=false")
+	eventually(t, 30*time.Second, "the agent's preStop hook ran", func() (bool, string) {
+		return strings.Contains(logs(t, ns, pod, "veneer-agent", false), "pod terminating (preStop)"), "no preStop line"
+	})
+	// The seed's app is PID 1 and ignores SIGTERM: it runs on until the
+	// grace period ends, so it is certainly running here.
+	if running := get(t, ns, "pod/"+pod, `{.status.containerStatuses[?(@.name=="python")].state.running.startedAt}`); running == "" {
+		t.Error("the app had stopped before the agent's preStop hook: the hook came too late to let clients go")
+	}
+	h := curl(t, ns, "-s", "-o", "/dev/null", "-D", "-", url)
+	if !strings.Contains(h, " 200") || !strings.Contains(strings.ToLower(h), "connection: close") {
+		t.Errorf("a request to the terminating pod: want 200 with Connection: close; got\n%s", h)
+	}
+}
