@@ -57,9 +57,12 @@ test: deps bin/jaeger bin/spire-server bin/spire-agent
 # by pkg/localcluster from upstream binaries, in a namespace, a folder and
 # a cgroup of its own, with images made without Docker; the tests apply the
 # manifests users apply, then the cluster is removed, also when a test
-# fails. VENEER_K8S_KEEP=1 leaves it up to look around in.
+# fails or the test binary dies (localcluster down, after the tests).
+# VENEER_K8S_KEEP=1 leaves it up to look around in.
+K8S_DIR ?= /tmp/veneer-k8s
 k8s-test: deps k8s-deps build $(K8S_BINARIES) bin/etcd bin/debian-base.tar
-	VENEER_K8S_TEST=1 $(GO) test -count=1 -v -timeout 20m ./test/kubernetes
+	@VENEER_K8S_TEST=1 VENEER_K8S_DIR=$(K8S_DIR) $(GO) test -count=1 -v -timeout 20m ./test/kubernetes; rc=$$?; \
+	  [ -n "$$VENEER_K8S_KEEP" ] || bin/localcluster down $(K8S_DIR); exit $$rc
 
 # What the local cluster runs on, from Debian: containerd (1.6, which the
 # kubelet still accepts), runc, the CNI plugins, conntrack for kube-proxy,

@@ -261,7 +261,7 @@ func (c *Cluster) configure(l layout) error {
 // start starts a component inside the node's namespace and the cluster's
 // cgroup, its output in Dir/logs/NAME.log and its PID in Dir/pids/NAME.
 func (c *Cluster) start(name, path string, args ...string) error {
-	logf, err := os.OpenFile(filepath.Join(c.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.Create(filepath.Join(c.Dir, "logs", name+".log")) // a previous cluster's, which Down kept, goes
 	if err != nil {
 		return err
 	}

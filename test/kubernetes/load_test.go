@@ -114,15 +114,16 @@ func (l *load) stop() string {
 	return fmt.Sprintf("%d ok, %d failed %v", l.ok.Load(), l.failed.Load(), kinds)
 }
 
-// waitServing waits until n requests in a row succeed.
-func (l *load) waitServing(t *testing.T, n int64, timeout time.Duration) {
+// waitServing waits until requests succeed again: for a whole second none
+// failed and some succeeded.
+func (l *load) waitServing(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	eventually(t, timeout, "serving again", func() (bool, string) {
+		ok := l.ok.Load()
+		time.Sleep(time.Second)
 		l.mu.Lock()
 		since := time.Since(l.last)
 		l.mu.Unlock()
-		before := l.ok.Load()
-		time.Sleep(500 * time.Millisecond)
-		return l.ok.Load()-before >= n/2 && since > time.Second, fmt.Sprintf("last failure %s ago", since)
+		return since >= time.Second && l.ok.Load() > ok, fmt.Sprintf("the last failure %s ago", since.Round(time.Millisecond))
 	})
 }

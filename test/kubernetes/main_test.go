@@ -100,7 +100,12 @@ func run(m *testing.M) int {
 
 // local brings a cluster up with pkg/localcluster and imports the images.
 func local(ctx context.Context, archive string) (*cluster, func(), error) {
-	dir := filepath.Join(os.TempDir(), "veneer-k8s") // fixed: a crashed run's cluster is removed by the next
+	// A fixed folder: a crashed run's cluster is removed by the next, and
+	// make k8s-test removes it after the tests whatever became of them.
+	dir := os.Getenv("VENEER_K8S_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "veneer-k8s")
+	}
 	start := time.Now()
 	c, err := localcluster.Up(ctx, localcluster.Options{Dir: dir, Bin: bin, Pause: filepath.Join(bin, "localcluster"), Progress: os.Stderr})
 	if err != nil {
