@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 BINARIES := bin/veneer-init bin/veneer-agent bin/localpod bin/veneerctl bin/localcluster
 
-.PHONY: all build test fuzz reliability bench demo deps k8s-deps k8s-test clean manifests images kind-test
+.PHONY: all build test fuzz reliability bench demo deps k8s-deps k8s-binaries k8s-test clean manifests images kind-test
 
 all: build
 
@@ -53,17 +53,6 @@ test: deps bin/jaeger bin/spire-server bin/spire-agent
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory k8s-test
 
-# veneer in a real Kubernetes (test/kubernetes): a single-node cluster made
-# by pkg/localcluster from upstream binaries, in a namespace, a folder and
-# a cgroup of its own, with images made without Docker; the tests apply the
-# manifests users apply, then the cluster is removed, also when a test
-# fails or the test binary dies (localcluster down, after the tests).
-# VENEER_K8S_KEEP=1 leaves it up to look around in.
-K8S_DIR ?= /tmp/veneer-k8s
-k8s-test: deps k8s-deps build $(K8S_BINARIES) bin/etcd bin/debian-base.tar
-	@VENEER_K8S_TEST=1 VENEER_K8S_DIR=$(K8S_DIR) $(GO) test -count=1 -v -timeout 20m ./test/kubernetes; rc=$$?; \
-	  [ -n "$$VENEER_K8S_KEEP" ] || bin/localcluster down $(K8S_DIR); exit $$rc
-
 # What the local cluster runs on, from Debian: containerd (1.6, which the
 # kubelet still accepts), runc, the CNI plugins, conntrack for kube-proxy,
 # debootstrap for the images' Debian layer.
@@ -81,8 +70,20 @@ K8S_LDFLAGS  := -s -w $(foreach v,gitVersion=$(K8S_VERSION) gitMajor=1 gitMinor=
 $(K8S_BINARIES) &:
 	cd test/tools/kubernetes && GOBIN=$(CURDIR)/bin $(GO) install -trimpath -ldflags '$(K8S_LDFLAGS)' \
 	  $(addprefix k8s.io/kubernetes/cmd/,$(notdir $(K8S_BINARIES)))
+k8s-binaries: $(K8S_BINARIES) bin/etcd
 bin/etcd:
 	cd test/tools/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
+
+# veneer in a real Kubernetes (test/kubernetes): a single-node cluster made
+# by pkg/localcluster from upstream binaries, in a namespace, a folder and
+# a cgroup of its own, with images made without Docker; the tests apply the
+# manifests users apply, then the cluster is removed, also when a test
+# fails or the test binary dies (localcluster down, after the tests).
+# VENEER_K8S_KEEP=1 leaves it up to look around in.
+K8S_DIR ?= /tmp/veneer-k8s
+k8s-test: deps k8s-deps build k8s-binaries bin/debian-base.tar
+	@VENEER_K8S_TEST=1 VENEER_K8S_DIR=$(K8S_DIR) $(GO) test -count=1 -v -timeout 20m ./test/kubernetes; rc=$$?; \
+	  [ -n "$$VENEER_K8S_KEEP" ] || bin/localcluster down $(K8S_DIR); exit $$rc
 
 # The Debian layer of the local cluster's images (veneer-init's, the
 # seed's Python app's, the curl client's), where no registry gives
