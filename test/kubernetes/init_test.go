@@ -118,11 +118,10 @@ func TestInitInThePod(t *testing.T) {
 	}
 	checkOnlyVeneer(t, debug(t, ns, pod, "save2", save))
 	clientPod(t, ns)
-	url := fmt.Sprintf("http://%s:8080/", get(t, ns, "service/python", "{.spec.clusterIP}"))
-	eventually(t, 30*time.Second, "the Service answers through the new sandbox's agent", func() (bool, string) {
-		got := status(t, ns, url)
-		return got == "200", got
-	})
+	url := serviceURL(t, ns, "python")
+	if got := status(t, ns, url); got != "200" {
+		t.Errorf("the Service through the new sandbox's agent: got %s; want 200", got)
+	}
 }
 
 func hasMessage(lines []map[string]any, msg string) bool {

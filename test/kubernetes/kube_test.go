@@ -196,3 +196,16 @@ func status(t *testing.T, ns, url string) string {
 	out, _ := tryKubectl("exec", "-n", ns, "client", "--", "curl", "-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url)
 	return strings.TrimSpace(out)
 }
+
+// serviceURL returns the URL of port 8080 of a Service once it answers from
+// the client pod: kube-proxy programs a new Service's endpoints a moment
+// after they are ready (until then it rejects connections).
+func serviceURL(t *testing.T, ns, name string) string {
+	t.Helper()
+	url := fmt.Sprintf("http://%s:8080/", get(t, ns, "service/"+name, "{.spec.clusterIP}"))
+	eventually(t, 30*time.Second, "the Service "+name+" answers", func() (bool, string) {
+		got := status(t, ns, url)
+		return got != "000", "status " + got
+	})
+	return url
+}

@@ -109,7 +109,7 @@ func TestConfigMapEditReachesTheAgent(t *testing.T) {
 	ns := newNamespace(t, "config")
 	pod, _ := deploySeed(t, ns, "native")
 	clientPod(t, ns)
-	url := fmt.Sprintf("http://%s:8080/private", get(t, ns, "service/python", "{.spec.clusterIP}"))
+	url := serviceURL(t, ns, "python") + "private"
 	if got := status(t, ns, url); got != "404" {
 		t.Fatalf("GET /private before the edit: got %s; want the app's 404", got)
 	}

@@ -24,17 +24,32 @@ import (
 type load struct {
 	ok, failed atomic.Int64
 	mu         sync.Mutex
-	kinds      map[string]int // failures by kind
-	last       time.Time      // the last failure
+	kinds      map[string]*failures // by kind
+	last       time.Time            // the last failure
+	mark       time.Time            // what failures' times are told from (start, or Mark)
 	cancel     context.CancelFunc
 	done       sync.WaitGroup
+}
+
+// failures are the failures of one kind: how many, the first and the last.
+type failures struct {
+	n           int
+	first, last time.Time
+}
+
+// Mark sets the moment failures are told from in stop's summary (the
+// fault's start).
+func (l *load) Mark() {
+	l.mu.Lock()
+	l.mark = time.Now()
+	l.mu.Unlock()
 }
 
 // startLoad starts keepAlive and fresh clients against url.
 func startLoad(t *testing.T, url string, keepAlive, fresh int) *load {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // bounded whatever happens
-	l := &load{kinds: map[string]int{}, cancel: cancel}
+	l := &load{kinds: map[string]*failures{}, cancel: cancel, mark: time.Now()}
 	client := func(reuse bool) *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			DialContext: k.node.DialContext, DisableKeepAlives: !reuse, MaxIdleConnsPerHost: 1}}
@@ -75,9 +90,15 @@ func (l *load) run(ctx context.Context, c *http.Client, url string) {
 			continue
 		}
 		l.failed.Add(1)
+		now := time.Now()
 		l.mu.Lock()
-		l.kinds[kind]++
-		l.last = time.Now()
+		f := l.kinds[kind]
+		if f == nil {
+			f = &failures{first: now}
+			l.kinds[kind] = f
+		}
+		f.n++
+		f.last, l.last = now, now
 		l.mu.Unlock()
 	}
 }
@@ -107,8 +128,8 @@ func (l *load) stop() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var kinds []string
-	for k, n := range l.kinds {
-		kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+	for k, f := range l.kinds {
+		kinds = append(kinds, fmt.Sprintf("%s: %d (%.2fs to %.2fs)", k, f.n, f.first.Sub(l.mark).Seconds(), f.last.Sub(l.mark).Seconds()))
 	}
 	sort.Strings(kinds)
 	return fmt.Sprintf("%d ok, %d failed %v", l.ok.Load(), l.failed.Load(), kinds)
@@ -126,4 +147,21 @@ func (l *load) waitServing(t *testing.T, timeout time.Duration) {
 		l.mu.Unlock()
 		return since >= time.Second && l.ok.Load() > ok, fmt.Sprintf("the last failure %s ago", since.Round(time.Millisecond))
 	})
+}
+
+// nodeServiceURL returns the URL of port 8080 of a Service once it answers
+// from the node (see serviceURL).
+func nodeServiceURL(t *testing.T, ns, name string) string {
+	t.Helper()
+	url := fmt.Sprintf("http://%s:8080/", get(t, ns, "service/"+name, "{.spec.clusterIP}"))
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: k.node.DialContext, DisableKeepAlives: true}}
+	eventually(t, 30*time.Second, "the Service "+name+" answers from the node", func() (bool, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return url
 }

@@ -4,7 +4,6 @@ package kubernetes
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,12 +48,13 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 	ns := newNamespace(t, "rolling")
 	kubectlIn(t, inject(t, rollingApp), "apply", "-n", ns, "-f", "-")
 	kubectl(t, "rollout", "status", "-n", ns, "deployment/python", "--timeout=180s")
-	url := fmt.Sprintf("http://%s:8080/", get(t, ns, "service/python", "{.spec.clusterIP}"))
+	url := nodeServiceURL(t, ns, "python")
 	before := strings.Fields(kubectl(t, "get", "pods", "-n", ns, "-l", "app=python", "-o", "jsonpath={.items[*].metadata.name}"))
 
 	l := startLoad(t, url, 2, 2)
 	time.Sleep(2 * time.Second)
 	start := time.Now()
+	l.Mark()
 	kubectl(t, "rollout", "restart", "-n", ns, "deployment/python")
 	kubectl(t, "rollout", "status", "-n", ns, "deployment/python", "--timeout=180s")
 	// The old pods are gone once their preStop and drain are over.
@@ -77,20 +77,29 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 }
 
 // TestAgentRestartUnderLoad kills the agent's container (SIGKILL, from the
-// node's runtime) under load. Captured connections fail closed while it is
-// down, nothing reaches the app around it, and the kubelet's restart
-// serves again.
+// node's runtime) under load, from clients of the pod's address and of its
+// Service. At the pod, captured connections fail closed while the agent is
+// down (refused, or reset if they were open) and the kubelet's restart
+// serves at once. Through the Service the pod also leaves and rejoins the
+// endpoints (a restarted sidecar is unready until its startup probe
+// passes), which clients see as refused connections and, as kube-proxy
+// puts the endpoint back, a few that hang until their timeout. Either way
+// nothing reaches the app around the agent, and nothing fails with an
+// HTTP answer.
 func TestAgentRestartUnderLoad(t *testing.T) {
 	needNode(t)
 	ns := newNamespace(t, "restart")
 	pod, podIP := deploySeed(t, ns, "native")
-	url := fmt.Sprintf("http://%s:8080/", get(t, ns, "service/python", "{.spec.clusterIP}"))
+	svcURL := nodeServiceURL(t, ns, "python")
 	id := strings.TrimPrefix(get(t, ns, "pod/"+pod, `{.status.initContainerStatuses[?(@.name=="veneer-agent")].containerID}`), "containerd://")
 
-	l := startLoad(t, url, 2, 2)
+	direct := startLoad(t, "http://"+podIP+":8080/", 1, 1)
+	service := startLoad(t, svcURL, 1, 1)
 	time.Sleep(2 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	direct.Mark()
+	service.Mark()
 	if _, err := k.local.Ctr(ctx, "tasks", "kill", "-s", "SIGKILL", id); err != nil {
 		t.Fatal(err)
 	}
@@ -99,19 +108,24 @@ func TestAgentRestartUnderLoad(t *testing.T) {
 		n, _ := tryKubectl("get", "-n", ns, "pod/"+pod, "-o", `jsonpath={.status.initContainerStatuses[?(@.name=="veneer-agent")].restartCount}`)
 		return n == "1", "restartCount " + n
 	})
-	l.waitServing(t, time.Minute)
-	summary := l.stop()
-	t.Logf("agent killed under load, restarted by the kubelet, serving again within %.1fs: %s", time.Since(killed).Seconds(), summary)
+	direct.waitServing(t, time.Minute)
+	t.Logf("at the pod: serving again within %.1fs of the kill: %s", time.Since(killed).Seconds(), direct.stop())
+	service.waitServing(t, time.Minute)
+	t.Logf("through the Service: serving again within %.1fs of the kill: %s", time.Since(killed).Seconds(), service.stop())
 
-	// Fail closed: every failure is a connection the kernel refused or
-	// the dead agent's reset, never an answer from around it.
-	for kind := range l.kinds {
-		if kind != "connection refused" && kind != "connection reset" && kind != "EOF" {
-			t.Errorf("a failure while the agent was down: %q; want only refused or reset connections", kind)
+	for name, l := range map[string]*load{"at the pod": direct, "through the Service": service} {
+		allowed := map[string]bool{"connection refused": true, "connection reset": true, "EOF": true}
+		if l == service {
+			allowed["timeout"] = true
 		}
-	}
-	if l.ok.Load() == 0 {
-		t.Error("no request succeeded")
+		for kind := range l.kinds {
+			if !allowed[kind] {
+				t.Errorf("%s, a failure while the agent was down: %q; want only connections refused, reset or (through the Service) timed out", name, kind)
+			}
+		}
+		if l.ok.Load() == 0 || l.failed.Load() == 0 {
+			t.Errorf("%s: %d ok, %d failed; want both: the agent was down, then up", name, l.ok.Load(), l.failed.Load())
+		}
 	}
 	// Nothing reached the app around the agent: its every peer is the pod.
 	for _, line := range strings.Split(logs(t, ns, pod, "python", false), "\n") {

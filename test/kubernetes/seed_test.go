@@ -34,8 +34,7 @@ func TestSeedScenario(t *testing.T) {
 			ns := newNamespace(t, "seed-"+variant)
 			pod, podIP := deploySeed(t, ns, variant)
 			_, clientIP := clientPod(t, ns)
-			svc := get(t, ns, "service/python", "{.spec.clusterIP}")
-			url := fmt.Sprintf("http://%s:8080/", svc)
+			url := serviceURL(t, ns, "python")
 
 			for i := range 3 {
 				if got := status(t, ns, url); got != "200" {
