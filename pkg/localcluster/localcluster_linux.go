@@ -81,15 +81,14 @@ type Cluster struct {
 	Node       *localpod.NS // the node's network namespace
 	bin        string
 	progress   io.Writer
-	procs      map[string]*exec.Cmd
 	exited     map[string]chan struct{}
 }
 
-// Tools are the programs of the machine the cluster needs, with the Debian
-// package of each.
-var Tools = map[string]string{
-	"containerd": "containerd", "ctr": "containerd", "runc": "runc",
-	"iptables": "iptables", "conntrack": "conntrack",
+// tools are the programs of the machine the cluster needs, each with the
+// Debian package that has it.
+var tools = [][2]string{
+	{"containerd", "containerd"}, {"ctr", "containerd"}, {"runc", "runc"},
+	{"iptables", "iptables"}, {"conntrack", "conntrack"},
 }
 
 // CNIBin is where Debian's containernetworking-plugins puts the plugins.
@@ -104,9 +103,9 @@ func Check(bin string) error {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (network namespaces, cgroups, mounts)")
 	}
-	for tool, pkg := range Tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", tool, pkg))
+	for _, t := range tools {
+		if _, err := exec.LookPath(t[0]); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", t[0], t[1]))
 		}
 	}
 	for _, p := range []string{"ptp", "host-local", "portmap", "loopback"} {
@@ -149,7 +148,7 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := Down(dir); err != nil {
 		return nil, fmt.Errorf("removing the previous cluster: %w", err)
 	}
-	c = &Cluster{Dir: dir, bin: bin, progress: o.Progress, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
+	c = &Cluster{Dir: dir, bin: bin, progress: o.Progress, exited: map[string]chan struct{}{}}
 	if c.progress == nil {
 		c.progress = io.Discard
 	}
@@ -274,7 +273,6 @@ func (c *Cluster) start(name, path string, args ...string) error {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	logf.Close()
-	c.procs[name] = cmd
 	done := make(chan struct{})
 	c.exited[name] = done
 	go func() { cmd.Wait(); close(done) }()
