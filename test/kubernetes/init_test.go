@@ -24,23 +24,18 @@ func debug(t *testing.T, ns, pod, name string, command ...string) string {
 			`jsonpath={.status.ephemeralContainerStatuses[?(@.name=="`+name+`")].state.terminated.exitCode}`)
 		return err == nil && code != "", code
 	})
-	out := logs(t, ns, pod, name, false)
+	out := logs(t, ns, pod, name)
 	if code := get(t, ns, "pod/"+pod, `{.status.ephemeralContainerStatuses[?(@.name=="`+name+`")].state.terminated.exitCode}`); code != "0" {
 		t.Fatalf("%s in an ephemeral container exited %s:\n%s", strings.Join(command, " "), code, out)
 	}
 	return out
 }
 
-// initLog returns the JSON lines of the pod's veneer-init whose msg is msg.
+// initLog returns the JSON lines of the pod's veneer-init whose message is
+// msg.
 func initLog(t *testing.T, ns, pod, msg string) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for _, l := range jsonLines(logs(t, ns, pod, "veneer-init", false)) {
-		if l["message"] == msg || l["msg"] == msg {
-			out = append(out, l)
-		}
-	}
-	return out
+	return withMessage(jsonLines(logs(t, ns, pod, "veneer-init")), msg)
 }
 
 // TestInitInThePod looks at what veneer-init did in a running pod: the
@@ -56,7 +51,11 @@ func TestInitInThePod(t *testing.T) {
 
 	// kubectl exec cannot: the app's container has no NET_ADMIN (nor
 	// iptables, in a real python image). An ephemeral container can.
-	backend := fmt.Sprint(initLog(t, ns, pod, "iptables backend detected")[0]["backend"])
+	detected := initLog(t, ns, pod, "iptables backend detected")
+	if len(detected) == 0 {
+		t.Fatal("veneer-init's log does not say which iptables backend it picked")
+	}
+	backend := fmt.Sprint(detected[0]["backend"])
 	saveCmd := map[string]string{"nft": "iptables-nft-save", "legacy": "iptables-legacy-save"}
 	save := saveCmd[backend]
 	if save == "" {
@@ -87,7 +86,7 @@ func TestInitInThePod(t *testing.T) {
 		t.Fatalf("veneer-init's args: %v", err)
 	}
 	rerun := jsonLines(debug(t, ns, pod, "rerun", append([]string{"/usr/local/bin/veneer-init"}, args...)...))
-	if !hasMessage(rerun, "rules already in place; nothing changed") || hasMessage(rerun, "rules applied") {
+	if len(withMessage(rerun, "rules already in place; nothing changed")) == 0 || len(withMessage(rerun, "rules applied")) > 0 {
 		t.Errorf("veneer-init re-run over its own rules: want \"rules already in place; nothing changed\" and nothing applied; got %v", rerun)
 	}
 
@@ -122,15 +121,6 @@ func TestInitInThePod(t *testing.T) {
 	if got := status(t, ns, url); got != "200" {
 		t.Errorf("the Service through the new sandbox's agent: got %s; want 200", got)
 	}
-}
-
-func hasMessage(lines []map[string]any, msg string) bool {
-	for _, l := range lines {
-		if l["message"] == msg || l["msg"] == msg {
-			return true
-		}
-	}
-	return false
 }
 
 // checkOnlyVeneer checks an iptables-save of a pod: every chain is a

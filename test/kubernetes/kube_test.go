@@ -132,14 +132,10 @@ func podOf(t *testing.T, ns, selector string) (name, ip string) {
 	return name, ip
 }
 
-// logs is a container's output; previous: its last run's.
-func logs(t *testing.T, ns, pod, container string, previous bool) string {
+// logs is a container's output.
+func logs(t *testing.T, ns, pod, container string) string {
 	t.Helper()
-	args := []string{"logs", "-n", ns, pod, "-c", container}
-	if previous {
-		args = append(args, "--previous")
-	}
-	return kubectl(t, args...)
+	return kubectl(t, "logs", "-n", ns, pod, "-c", container)
 }
 
 // jsonLines returns the JSON objects among a log's lines.
@@ -151,6 +147,17 @@ func jsonLines(log string) []map[string]any {
 		var m map[string]any
 		if json.Unmarshal(s.Bytes(), &m) == nil {
 			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// withMessage returns the lines whose message (zerolog's field) is msg.
+func withMessage(lines []map[string]any, msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["message"] == msg {
+			out = append(out, l)
 		}
 	}
 	return out

@@ -41,7 +41,7 @@ func TestJobBesideTheAgent(t *testing.T) {
 		kubectl(t, "wait", "-n", ns, "--for=condition=complete", "job/once", "--timeout=120s")
 		pod := kubectl(t, "get", "pods", "-n", ns, "-l", "app=once", "-o", "jsonpath={.items[0].metadata.name}")
 
-		if got := strings.TrimSpace(logs(t, ns, pod, "app", false)); got != "agent ready: 200" {
+		if got := strings.TrimSpace(logs(t, ns, pod, "app")); got != "agent ready: 200" {
 			t.Errorf("the app's first look at the agent: got %q; want \"agent ready: 200\" (started only once the agent was ready)", got)
 		}
 		if phase := get(t, ns, "pod/"+pod, "{.status.phase}"); phase != "Succeeded" {
@@ -59,7 +59,7 @@ func TestJobBesideTheAgent(t *testing.T) {
 		if agentCode != "0" {
 			t.Errorf("the agent's exit code: got %s; want 0 (a clean drain on the kubelet's SIGTERM)", agentCode)
 		}
-		if !strings.Contains(logs(t, ns, pod, "veneer-agent", false), `"draining"`) {
+		if !strings.Contains(logs(t, ns, pod, "veneer-agent"), `"draining"`) {
 			t.Error("the agent's log has no drain: it did not stop on SIGTERM")
 		}
 	})
@@ -76,7 +76,7 @@ func TestJobBesideTheAgent(t *testing.T) {
 			}
 			return len(f) == 2 && f[1] == "0", out
 		})
-		t.Logf("classic: the app's first look at the agent: %s", strings.TrimSpace(logs(t, ns, pod, "app", false)))
+		t.Logf("classic: the app's first look at the agent: %s", strings.TrimSpace(logs(t, ns, pod, "app")))
 		// The agent is a regular container: nothing tells it the app is
 		// done, so the pod runs on and the Job never completes.
 		time.Sleep(5 * time.Second)
@@ -124,7 +124,7 @@ func TestConfigMapEditReachesTheAgent(t *testing.T) {
 		t.Errorf("the agent restarted %s times; want the edit taken without a restart", n)
 	}
 	eventually(t, 10*time.Second, "the agent's log says it reloaded its config", func() (bool, string) {
-		return strings.Contains(logs(t, ns, pod, "veneer-agent", false), `"config reloaded"`), "no \"config reloaded\" line"
+		return strings.Contains(logs(t, ns, pod, "veneer-agent"), `"config reloaded"`), "no \"config reloaded\" line"
 	})
 }
 
@@ -139,19 +139,19 @@ func TestTerminationLetsClientsGo(t *testing.T) {
 	pod, podIP := deploySeed(t, ns, "native")
 	clientPod(t, ns)
 	url := fmt.Sprintf("http://%s:8080/", podIP)
-	if h := curl(t, ns, "-s", "-o", "/dev/null", "-D", "-", url); strings.Contains(strings.ToLower(h), "connection: close") {
+	if h := curl(t, ns, "-o", "/dev/null", "-D", "-", url); strings.Contains(strings.ToLower(h), "connection: close") {
 		t.Fatalf("before the pod terminates, the agent closes kept connections:\n%s", h)
 	}
 	kubectl(t, "delete", "pod", "-n", ns, pod, "--wait=false")
 	eventually(t, 30*time.Second, "the agent's preStop hook ran", func() (bool, string) {
-		return strings.Contains(logs(t, ns, pod, "veneer-agent", false), "pod terminating (preStop)"), "no preStop line"
+		return strings.Contains(logs(t, ns, pod, "veneer-agent"), "pod terminating (preStop)"), "no preStop line"
 	})
 	// The seed's app is PID 1 and ignores SIGTERM: it runs on until the
 	// grace period ends, so it is certainly running here.
 	if running := get(t, ns, "pod/"+pod, `{.status.containerStatuses[?(@.name=="python")].state.running.startedAt}`); running == "" {
 		t.Error("the app had stopped before the agent's preStop hook: the hook came too late to let clients go")
 	}
-	h := curl(t, ns, "-s", "-o", "/dev/null", "-D", "-", url)
+	h := curl(t, ns, "-o", "/dev/null", "-D", "-", url)
 	if !strings.Contains(h, " 200") || !strings.Contains(strings.ToLower(h), "connection: close") {
 		t.Errorf("a request to the terminating pod: want 200 with Connection: close; got\n%s", h)
 	}

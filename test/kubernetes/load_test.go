@@ -112,7 +112,7 @@ func failureKind(err error) string {
 		return "connection refused"
 	case strings.Contains(s, "connection reset"):
 		return "connection reset"
-	case errors.Is(err, io.EOF) || strings.Contains(s, "EOF"):
+	case strings.Contains(s, "EOF"):
 		return "EOF"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"

@@ -128,7 +128,7 @@ func TestAgentRestartUnderLoad(t *testing.T) {
 		}
 	}
 	// Nothing reached the app around the agent: its every peer is the pod.
-	for _, line := range strings.Split(logs(t, ns, pod, "python", false), "\n") {
+	for _, line := range strings.Split(logs(t, ns, pod, "python"), "\n") {
 		if strings.Contains(line, `"GET `) && !strings.HasPrefix(line, podIP+" ") {
 			t.Errorf("the app served a request not from the agent: %s", line)
 			break

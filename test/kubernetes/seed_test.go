@@ -47,7 +47,7 @@ func TestSeedScenario(t *testing.T) {
 			var mine []map[string]any
 			eventually(t, 10*time.Second, "the access log has the client's 3 requests", func() (bool, string) {
 				mine = nil
-				for _, l := range accessLines(logs(t, ns, pod, "veneer-agent", false)) {
+				for _, l := range accessLines(logs(t, ns, pod, "veneer-agent")) {
 					if strings.HasPrefix(fmt.Sprint(l["client_address"]), clientIP+":") && l["path"] == "/" {
 						mine = append(mine, l)
 					}
@@ -69,7 +69,7 @@ func TestSeedScenario(t *testing.T) {
 
 			// The app sees the agent, at the pod's own address, as the
 			// peer of every request: the client's and the kubelet's.
-			appLog := logs(t, ns, pod, "python", false)
+			appLog := logs(t, ns, pod, "python")
 			peers := regexp.MustCompile(`(?m)^(\S+) - - \[.*\] "GET `).FindAllStringSubmatch(appLog, -1)
 			if len(peers) < 3 {
 				t.Fatalf("the app logged %d requests; want at least 3:\n%s", len(peers), appLog)
@@ -84,7 +84,7 @@ func TestSeedScenario(t *testing.T) {
 			// readiness GETs are in the agent's access log, and its
 			// prober counts both probes successful, none failed.
 			probed := false
-			for _, l := range accessLines(logs(t, ns, pod, "veneer-agent", false)) {
+			for _, l := range accessLines(logs(t, ns, pod, "veneer-agent")) {
 				probed = probed || strings.HasPrefix(fmt.Sprint(l["user_agent"]), "kube-probe/")
 			}
 			if !probed {
@@ -106,14 +106,14 @@ func TestSeedScenario(t *testing.T) {
 				t.Errorf("GET /admin/secrets: got %s; want 403 from the ConfigMap's authz rule", got)
 			}
 			eventually(t, 10*time.Second, "the denial is in the access log with flag DENY", func() (bool, string) {
-				for _, l := range accessLines(logs(t, ns, pod, "veneer-agent", false)) {
+				for _, l := range accessLines(logs(t, ns, pod, "veneer-agent")) {
 					if l["path"] == "/admin/secrets" && l["response_flags"] == "DENY" && l["status"] == float64(403) {
 						return true, ""
 					}
 				}
 				return false, "no line"
 			})
-			if strings.Contains(logs(t, ns, pod, "python", false), "/admin") {
+			if strings.Contains(logs(t, ns, pod, "python"), "/admin") {
 				t.Error("a denied request reached the app")
 			}
 		})
