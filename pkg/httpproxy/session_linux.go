@@ -764,7 +764,7 @@ func (x *session) reset() {
 // closeWrite ends a connection after its last response: the write side
 // shut, then what the client still sends read off for a while.
 func (x *session) closeWrite() {
-	loop.ShutdownWrite(x.client.FD)
+	loop.ShutdownWrite(&x.client)
 	x.enter(lingering)
 	x.arm(lingerFor)
 	x.linger()

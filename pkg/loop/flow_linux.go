@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"io"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -75,7 +77,7 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
 			if dst.Write == Waiting {
 				return Blocked, nil
 			}
-			n, err := write(dst.FD, f.buf[f.off:f.end])
+			n, err := put(dst, f.buf[f.off:f.end])
 			if err == unix.EAGAIN {
 				dst.Write = Waiting
 				return Blocked, nil
@@ -117,8 +119,11 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
 			if !f.Shut {
 				f.Shut = true
 				if !closing {
-					shutdownWrite(dst.FD) // an error here shows on the next read or write
+					ShutdownWrite(dst) // an error here shows on the next read or write
 				}
+			}
+			if dst.Layer != nil && !dst.Layer.Flushed() {
+				return Blocked, nil // its Note writes the rest, and the owner pumps again
 			}
 			return Finished, nil
 		}
@@ -126,7 +131,7 @@ func (f *Flow) Pump(l *Loop, src, dst *Socket, closing bool) (Outcome, error) {
 			return Blocked, nil
 		}
 		var err error
-		if f.bulk {
+		if f.bulk && dst.Layer == nil {
 			err = f.spliceIn(l, src)
 		} else {
 			err = f.readIn(l, src, BufSize)
@@ -170,6 +175,9 @@ func (f *Flow) readIn(l *Loop, src *Socket, max int) error {
 		f.buf = l.getBuf()
 	}
 	room := f.buf[f.end:max]
+	if src.Layer != nil {
+		return f.readLayer(l, src, room)
+	}
 	n, err := read(src.FD, room)
 	switch {
 	case err == unix.EAGAIN:
@@ -191,6 +199,34 @@ func (f *Flow) readIn(l *Loop, src *Socket, max int) error {
 		f.buf, f.off, f.end = nil, 0, 0
 	}
 	return err
+}
+
+// readLayer reads what src's Layer gives into room: never bulk, since
+// those bytes are not the socket's to splice.
+func (f *Flow) readLayer(l *Loop, src *Socket, room []byte) error {
+	n, err := src.Layer.Read(src, room)
+	f.end += n
+	if err == io.EOF {
+		f.EOF, err = true, nil
+	}
+	if f.end == f.off {
+		l.putBuf(f.buf)
+		f.buf, f.off, f.end = nil, 0, 0
+	}
+	return err
+}
+
+// put writes b to dst, through its Layer when it has one: EAGAIN when
+// dst takes nothing now.
+func put(dst *Socket, b []byte) (int, error) {
+	if dst.Layer == nil {
+		return write(dst.FD, b)
+	}
+	n, err := dst.Layer.Write(dst, b)
+	if n == 0 && err == nil {
+		return 0, unix.EAGAIN
+	}
+	return n, err
 }
 
 // spliceIn moves what src holds into a pipe. Without a pipe (out of file
