@@ -1,9 +1,11 @@
 package httpproxy
 
 import (
+	"crypto/tls"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/veneermesh/veneer/pkg/loop"
 )
@@ -16,7 +18,7 @@ type loopState struct {
 	s        *Server
 	l        *loop.Loop
 	sessions map[*session]struct{}
-	idle     map[netip.AddrPort][]*upConn // most recently used last
+	idle     map[appKey][]*upConn // most recently used last
 	bufs     [][]byte
 }
 
@@ -25,7 +27,7 @@ func (s *Server) loopOf(l *loop.Loop) *loopState {
 	if v, ok := s.loops.Load(l); ok {
 		return v.(*loopState)
 	}
-	v, _ := s.loops.LoadOrStore(l, &loopState{s: s, l: l, sessions: map[*session]struct{}{}, idle: map[netip.AddrPort][]*upConn{}})
+	v, _ := s.loops.LoadOrStore(l, &loopState{s: s, l: l, sessions: map[*session]struct{}{}, idle: map[appKey][]*upConn{}})
 	return v.(*loopState)
 }
 
@@ -67,51 +69,78 @@ func (ls *loopState) putBuf(b []byte) {
 	}
 }
 
+// appKey is what a pooled connection to the app serves: its address, and
+// the mTLS configuration it was made with when the app is a meshed peer
+// (nil: plaintext). A reload makes new configurations, so connections
+// made under the old ones are not reused, only idled out.
+type appKey struct {
+	dst netip.AddrPort
+	tls *tls.Config
+}
+
 // upConn is a connection to the app owned by a loop: serving one
 // session's request, or idle in the loop's pool. An idle one is watched:
 // the app closing it (RDHUP, or bytes it had no request for) closes it
 // here at once, so a request is never sent on a connection already gone.
+// Between meshed agents it carries mTLS, and is pooled across client
+// connections as a plaintext one is: one handshake serves many requests.
 type upConn struct {
 	ls     *loopState
 	sock   loop.Socket
-	dst    netip.AddrPort
+	key    appKey
 	timer  loop.Timer // the idle timeout, while pooled
 	pooled bool
 	used   bool // it served a request before: a close may cross the next
+	// until: an mTLS connection is not taken for a request once the
+	// peer's certificates it was verified with have expired (an SVID
+	// lives an hour, or minutes); zero for plaintext.
+	until time.Time
 }
 
 func (a *upConn) Ready(fd int, ev loop.Events) {
 	a.sock.Note(ev)
-	if ev&(loop.In|loop.RDHup|loop.Hup|loop.Err) != 0 {
+	if ev&(loop.In|loop.RDHup|loop.Hup|loop.Err) != 0 && !a.quiet() {
 		a.ls.drop(a)
 	}
+}
+
+// quiet says whether an idle connection that became readable had nothing
+// for the agent: TLS's own messages (a session ticket, a KeyUpdate), read
+// by its layer. Bytes of the app's, its end, or an error are not.
+func (a *upConn) quiet() bool {
+	if a.sock.Layer == nil || a.sock.PeerShut || a.sock.Broken {
+		return false
+	}
+	var b [1]byte
+	n, err := loop.Read(&a.sock, b[:])
+	return n == 0 && err == nil
 }
 
 // Expire: idle for the upstream idle timeout.
 func (a *upConn) Expire() { a.ls.drop(a) }
 
-// newApp is a connection to dst, connected or connecting, registered on
+// newApp is a connection for key, connected or connecting, registered on
 // the loop by its caller.
-func (ls *loopState) newApp(sock loop.Socket, dst netip.AddrPort) *upConn {
-	a := &upConn{ls: ls, sock: sock, dst: dst}
+func (ls *loopState) newApp(sock loop.Socket, key appKey) *upConn {
+	a := &upConn{ls: ls, sock: sock, key: key}
 	a.timer.SetExpirer(a)
 	return a
 }
 
-// take is an idle connection to dst, or nil.
-func (ls *loopState) take(dst netip.AddrPort) *upConn {
+// take is an idle connection for key, or nil.
+func (ls *loopState) take(key appKey) *upConn {
 	for {
-		list := ls.idle[dst]
+		list := ls.idle[key]
 		if len(list) == 0 {
 			return nil
 		}
 		a := list[len(list)-1]
 		list[len(list)-1] = nil
-		ls.idle[dst] = list[:len(list)-1]
+		ls.idle[key] = list[:len(list)-1]
 		a.pooled = false
 		ls.l.Disarm(&a.timer)
-		if a.sock.PeerShut || a.sock.Broken {
-			ls.l.Close(a.sock.FD)
+		if a.sock.PeerShut || a.sock.Broken || !a.until.IsZero() && !ls.l.Now().Before(a.until) {
+			ls.l.CloseSocket(&a.sock, false)
 			continue
 		}
 		return a
@@ -123,7 +152,7 @@ func (ls *loopState) put(a *upConn) {
 	a.used, a.pooled = true, true
 	ls.l.Own(a.sock.FD, a)
 	ls.l.Arm(&a.timer, ls.l.Now().Add(ls.s.upstreamIdle))
-	ls.idle[a.dst] = append(ls.idle[a.dst], a)
+	ls.idle[a.key] = append(ls.idle[a.key], a)
 }
 
 // drop closes a pooled connection, and forgets it.
@@ -133,16 +162,16 @@ func (ls *loopState) drop(a *upConn) {
 	}
 	a.pooled = false
 	ls.l.Disarm(&a.timer)
-	list := ls.idle[a.dst]
+	list := ls.idle[a.key]
 	if i := slices.Index(list, a); i >= 0 {
 		list = slices.Delete(list, i, i+1)
 		if len(list) == 0 {
-			delete(ls.idle, a.dst)
+			delete(ls.idle, a.key)
 		} else {
-			ls.idle[a.dst] = list
+			ls.idle[a.key] = list
 		}
 	}
-	ls.l.Close(a.sock.FD)
+	ls.l.CloseSocket(&a.sock, false)
 }
 
 // closeIdle closes every pooled connection.

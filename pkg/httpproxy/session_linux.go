@@ -2,10 +2,11 @@ package httpproxy
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"time"
 	"unsafe"
@@ -13,6 +14,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/http1"
 	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/looptls"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -58,6 +60,12 @@ type session struct {
 	dst     netip.AddrPort
 	prepare func(fd int, ipv6 bool) error
 	closed  func(received, sent int64, end string)
+	// tls: the client is a meshed peer whose TLS ended on client's layer,
+	// its verified ID principal (inbound), or the app is one (outbound).
+	tls       bool
+	principal string
+	appKey    appKey                    // the app's pooled connections: dst, and the mTLS configuration to reach it (nil: plaintext)
+	handshook func(tls.ConnectionState) // counts a handshake with the app
 
 	received, sent int64 // bytes from and to the client
 	phase          phase
@@ -149,7 +157,8 @@ func (t *tunnelAgain) Expire() { (*session)(t).advance() }
 // ServeLoop serves an HTTP connection on the loop that accepted it.
 func (s *Server) ServeLoop(c proxy.LoopConn) {
 	ls := s.loopOf(c.Loop)
-	x := &session{s: s, ls: ls, l: c.Loop, client: c.Client, peer: c.Peer, dst: c.Dst, prepare: c.Prepare, closed: c.Closed}
+	x := &session{s: s, ls: ls, l: c.Loop, client: c.Client, peer: c.Peer, dst: c.Dst, prepare: c.Prepare, closed: c.Closed,
+		tls: c.TLS, principal: c.Principal, appKey: appKey{dst: c.Dst, tls: c.Upstream}, handshook: c.Handshook}
 	x.timer.SetExpirer(x)
 	x.reqTimer.SetExpirer((*requestTimer)(x))
 	x.again.SetExpirer((*tunnelAgain)(x))
@@ -157,7 +166,7 @@ func (s *Server) ServeLoop(c proxy.LoopConn) {
 	if c.App.FD >= 0 {
 		// Dialled while sniffing: the first request's.
 		// Pooled, so that it is watched and timed like any idle one.
-		a := ls.newApp(c.App, c.Dst)
+		a := ls.newApp(c.App, x.appKey)
 		ls.put(a)
 		a.used = false
 	}
@@ -315,6 +324,7 @@ func (x *session) begin(n int) {
 	ex.Reset()
 	ex.Start = time.Now()
 	ex.Direction, ex.Port, ex.Client, ex.Upstream = x.s.direction, x.dst.Port(), x.peer, x.dst
+	ex.TLS, ex.Principal = x.tls, x.principal
 	ex.Method, ex.Path, ex.Target = methodName(method), path, view(target)
 	ex.Host, ex.Proto = view(h.Host.Of(buf)), protos[h.Minor]
 	ex.UserAgent, ex.ForwardedFor = x.reqH.Get("User-Agent"), x.reqH.Get("X-Forwarded-For")
@@ -464,7 +474,7 @@ func (x *session) skipRequestField(name []byte) bool {
 // dial takes a pooled connection to the app, or connects anew.
 func (x *session) dial() {
 	x.outOff, x.frame, x.frameOff = 0, x.frame[:0], 0
-	if a := x.ls.take(x.dst); a != nil {
+	if a := x.ls.take(x.appKey); a != nil {
 		x.app = a
 		x.l.Own(a.sock.FD, x)
 		x.enter(exchanging)
@@ -480,13 +490,18 @@ func (x *session) dial() {
 		x.appFailed(true, "connecting to the app: "+err.Error())
 		return
 	}
-	x.app = x.ls.newApp(loop.Socket{FD: fd}, x.dst)
+	x.app = x.ls.newApp(loop.Socket{FD: fd}, x.appKey)
 	x.enter(connecting)
 	x.arm(x.rt.connect)
 }
 
-// connected waits for the connect to end.
+// connected waits for the connect to end, and to a meshed peer for the
+// mTLS handshake after it.
 func (x *session) connected() {
+	if hs, ok := x.app.sock.Layer.(*looptls.Conn); ok {
+		x.secured(hs)
+		return
+	}
 	switch {
 	case x.expired:
 		x.appFailed(true, "connecting to the app: timed out")
@@ -501,15 +516,52 @@ func (x *session) connected() {
 			why = "connecting to the app: " + err.Error()
 		}
 		x.appFailed(true, why)
+	case x.appKey.tls != nil:
+		hs := looptls.Client(x.l, &x.app.sock, x.appKey.tls)
+		x.app.sock.Layer = hs
+		x.l.Disarm(&x.timer)
+		x.expired = false
+		x.secured(hs)
 	default:
 		x.enter(exchanging)
 	}
 }
 
+// secured waits for the mTLS handshake with a meshed peer, within its
+// timeout. A failure fails the request as a failed connect does: the
+// peer never gets plaintext.
+func (x *session) secured(hs *looptls.Conn) {
+	switch hs.State() {
+	case looptls.Handshaking:
+		if x.expired {
+			x.appFailed(true, "the mTLS handshake with the peer: timed out")
+		} else if x.client.PeerShut || x.client.Broken {
+			x.clientGone()
+		} else {
+			x.arm(handshakeTimeout)
+		}
+	case looptls.Failed:
+		x.s.log.Warn().Err(hs.Err()).Stringer("original_dst", x.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
+		x.appFailed(true, "the mTLS handshake with the peer: "+hs.Err().Error())
+	default:
+		cs := hs.ConnectionState()
+		x.handshook(cs)
+		for _, c := range cs.PeerCertificates {
+			if x.app.until.IsZero() || c.NotAfter.Before(x.app.until) {
+				x.app.until = c.NotAfter
+			}
+		}
+		x.enter(exchanging)
+	}
+}
+
+// handshakeTimeout bounds an mTLS handshake with a meshed peer.
+const handshakeTimeout = 10 * time.Second
+
 // dropApp closes the connection serving the request, if any.
 func (x *session) dropApp() {
 	if x.app != nil {
-		x.l.Close(x.app.sock.FD)
+		x.l.CloseSocket(&x.app.sock, false)
 		x.app = nil
 	}
 	x.rin.release(x.ls)
@@ -611,6 +663,7 @@ func (x *session) malformed(err error) {
 	ex.Reset()
 	ex.Start = time.Now()
 	ex.Direction, ex.Port, ex.Client, ex.Upstream = x.s.direction, x.dst.Port(), x.peer, x.dst
+	ex.TLS, ex.Principal = x.tls, x.principal
 	ex.Method, ex.Path, ex.Target, ex.Proto = "-", "-", "-", "HTTP/1.1"
 	x.rt = x.s.table.Load().route(ex.Port, "")
 	x.in.forget()
@@ -668,7 +721,6 @@ func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wen
 // not consumed replayed first: for a request the loop does not serve.
 func (x *session) handOff() {
 	pre := append([]byte(nil), x.in.pending()...)
-	fd := x.client.FD
 	x.done = true
 	x.l.Disarm(&x.timer)
 	x.l.Disarm(&x.reqTimer)
@@ -676,25 +728,21 @@ func (x *session) handOff() {
 	x.in.release(x.ls)
 	delete(x.ls.sessions, x)
 	x.s.liveCount.Add(-1)
-	rerr := x.l.Remove(fd)
-	f := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err == nil {
-		err = rerr
-	}
+	nc, err := x.l.Leave(&x.client)
 	received, sent := x.received-int64(len(pre)), x.sent // the replay counts pre again
 	if err != nil {
 		x.s.log.Warn().Err(err).Stringer("client", x.peer).Msg("handing the connection to net/http failed")
-		if nc != nil {
-			nc.Close()
-		}
 		x.closed(received, sent, "http")
 		return
 	}
 	closed := x.closed
-	x.s.ServeConn(proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst,
-		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }})
+	h := proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst, TLS: x.tls, Principal: x.principal,
+		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }}
+	if t := x.appKey.tls; t != nil {
+		dst, handshook := x.dst, x.handshook
+		h.Dial = func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, dst, t, handshook) }
+	}
+	x.s.ServeConn(h)
 }
 
 // endExchange ends the exchange for the decorations: their Done hooks,
@@ -797,16 +845,12 @@ func (x *session) close(reset bool) {
 		x.settleTunnel()
 	}
 	if reset && x.app != nil {
-		x.l.Reset(x.app.sock.FD)
+		x.l.CloseSocket(&x.app.sock, true)
 		x.app = nil
 	}
 	x.dropApp()
 	x.in.release(x.ls)
-	if reset {
-		x.l.Reset(x.client.FD)
-	} else {
-		x.l.Close(x.client.FD)
-	}
+	x.l.CloseSocket(&x.client, reset)
 	delete(x.ls.sessions, x)
 	x.s.liveCount.Add(-1)
 	x.closed(x.received, x.sent, "http")
@@ -815,3 +859,16 @@ func (x *session) close(reset bool) {
 // idle says whether the session waits for a request with nothing of one
 // read: the drain may close it.
 func (x *session) idle() bool { return x.phase == reading && x.in.empty() }
+
+// dialTLS connects to a meshed peer with mTLS from a goroutine of
+// net/http's path: for the requests the loop hands to it (h2c, CONNECT)
+// on a connection that goes to a peer.
+func dialTLS(ctx context.Context, dst netip.AddrPort, cfg *tls.Config, handshook func(tls.ConnectionState)) (net.Conn, error) {
+	d := tls.Dialer{Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		return nil, err
+	}
+	handshook(c.(*tls.Conn).ConnectionState())
+	return c, nil
+}

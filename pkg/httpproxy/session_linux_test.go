@@ -48,7 +48,7 @@ func closingApp(t *testing.T, idle time.Duration) netip.AddrPort {
 // pooled counts the loops' idle connections to dst.
 func (s *Server) pooled(dst netip.AddrPort) int {
 	n := 0
-	s.eachLoop(func(ls *loopState) { n += len(ls.idle[dst]) })
+	s.eachLoop(func(ls *loopState) { n += len(ls.idle[appKey{dst: dst}]) })
 	return n
 }
 

@@ -181,7 +181,11 @@ func (f *Flow) readIn(l *Loop, src *Socket, max int) error {
 	n, err := read(src.FD, room)
 	switch {
 	case err == unix.EAGAIN:
+		// A read that filled the buffer left the socket Ready: the next
+		// one finds out it was drained. A flow that cannot splice (its
+		// destination has a Layer) reads on after a bulk read.
 		src.Read = Waiting
+		err = nil
 	case err != nil:
 	case n == 0:
 		f.EOF = true

@@ -637,5 +637,3 @@ func TestReleaseStopsHandshake(t *testing.T) {
 type handlerFunc func(int, loop.Events)
 
 func (f handlerFunc) Ready(fd int, ev loop.Events) { f(fd, ev) }
-
-

@@ -46,10 +46,14 @@ const ALPN = "veneer-mtls/1"
 // (authorization by principal comes after, in the port's rules).
 func Server(src *identity.Source) *tls.Config {
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		NextProtos:     []string{ALPN},
-		ClientAuth:     tls.RequireAnyClientCert, // verified in VerifyConnection
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert(src) },
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPN},
+		ClientAuth: tls.RequireAnyClientCert, // verified in VerifyConnection
+		// Full records from the first byte: between agents there is no
+		// browser waiting to render the first packet, and a record costs
+		// a seal and a header however small it is.
+		DynamicRecordSizingDisabled: true,
+		GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert(src) },
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := verify(src, cs, nil)
 			return err
@@ -67,9 +71,10 @@ func Client(src *identity.Source, want []identity.Pattern, cache tls.ClientSessi
 		NextProtos: []string{ALPN},
 		// An SVID names no host: its chain and its SPIFFE ID are checked in
 		// VerifyConnection instead of a host name.
-		InsecureSkipVerify:   true,
-		ClientSessionCache:   cache,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert(src) },
+		InsecureSkipVerify:          true,
+		ClientSessionCache:          cache,
+		DynamicRecordSizingDisabled: true,
+		GetClientCertificate:        func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert(src) },
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := verify(src, cs, want)
 			return err

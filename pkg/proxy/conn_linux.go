@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
 
@@ -150,14 +149,9 @@ func (c *conn) finish(end string, reset bool) {
 	c.l.Disarm(&c.again)
 	c.up.Release(c.l)
 	c.down.Release(c.l)
-	for _, fd := range [...]int{c.client.FD, c.app.FD} {
-		if fd < 0 {
-			continue
-		}
-		if reset {
-			c.l.Reset(fd)
-		} else {
-			c.l.Close(fd)
+	for _, s := range [...]*loop.Socket{&c.client, &c.app} {
+		if s.FD >= 0 {
+			c.l.CloseSocket(s, reset)
 		}
 	}
 	c.started()
@@ -196,7 +190,7 @@ func (c *conn) closed(received, sent int64, end string) {
 // bytes the sniff read, and the app connection it dialled if any: they
 // leave the loop, and no event of theirs reaches it again.
 func (c *conn) handOff() verdict {
-	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.mesh == nil && c.down.Idle() {
+	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.down.Idle() {
 		return c.keepOnLoop(ls)
 	}
 	c.done = true
@@ -208,9 +202,9 @@ func (c *conn) handOff() verdict {
 	c.up.Release(c.l)
 	c.down.Release(c.l)
 	var err error
-	h.Conn, err = c.leave(c.client.FD)
+	h.Conn, err = c.l.Leave(&c.client)
 	if err == nil && c.app.FD >= 0 {
-		if h.App, err = c.leave(c.app.FD); err != nil {
+		if h.App, err = c.l.Leave(&c.app); err != nil {
 			h.Conn.Close()
 		}
 	}
@@ -227,33 +221,28 @@ func (c *conn) handOff() verdict {
 
 // keepOnLoop gives the connection to the HTTP server's handler on this
 // loop: its sockets stay registered, and its record here ends. Connections
-// that must never share the app's (tproxy mode, the PROXY protocol) and
-// those to a meshed peer (mTLS) are handed off instead.
+// that must never share the app's (tproxy mode, the PROXY protocol) are
+// handed off instead.
 func (c *conn) keepOnLoop(ls LoopServer) verdict {
+	if c.mesh != nil && c.mesh.tls == nil {
+		c.s.log.Warn().Err(errNoIdentity).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
+		c.finish(endHandshake, true)
+		return gone
+	}
 	c.done = true
 	c.l.Disarm(&c.timer)
 	c.l.Disarm(&c.again)
 	lc := LoopConn{Loop: c.l, Client: c.client, App: c.app, Pre: c.up.Pending(), Peer: c.peer, Dst: c.dst,
-		Prepare: c.prepare, Closed: c.closed}
+		Prepare: c.prepare, Closed: c.closed, TLS: c.tls, Principal: c.principal, Handshook: c.s.countHandshake}
+	if c.mesh != nil {
+		lc.Upstream = c.mesh.tls
+	}
 	c.started()
 	c.s.onLoop.Add(-1)
 	ls.ServeLoop(lc)
 	c.up.Release(c.l) // after ServeLoop took a copy of Pre
 	c.down.Release(c.l)
 	return gone
-}
-
-// leave takes fd out of the loop as a net.Conn of Go's poller (a duplicate;
-// fd itself is closed).
-func (c *conn) leave(fd int) (net.Conn, error) {
-	rerr := c.l.Remove(fd)
-	f := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err == nil {
-		err = rerr
-	}
-	return nc, err
 }
 
 // dialGo connects to the app for a client from a goroutine of the HTTP

@@ -4,25 +4,25 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
-	"sync/atomic"
 	"time"
 
+	"github.com/veneermesh/veneer/pkg/loop"
+	"github.com/veneermesh/veneer/pkg/looptls"
 	"github.com/veneermesh/veneer/pkg/mtls"
 	"github.com/veneermesh/veneer/pkg/sniff"
 )
 
-// The mTLS path. A connection that is, or goes to, a meshed peer leaves
-// the loop for goroutines of its own, as connections net/http serves do:
-// crypto/tls reads and writes through Go's poller. Inbound, the agent
-// ends the peer's TLS (terminate) and gives the plaintext the protocol
-// selection and decorations of any connection: HTTP to the HTTP server,
-// the rest relayed to the app. Outbound, HTTP goes to the HTTP server
-// with a dialer that connects to the peer with mTLS; the rest is relayed
-// over mTLS (tunnel).
+// mTLS on the loop. A meshed peer's connection stays on the loop that
+// accepted it: its socket gets a TLS layer (pkg/looptls) whose handshake
+// runs on a goroutine of its own, and from then on the connection's steps
+// read and write plaintext through it as they would the socket. Inbound,
+// the agent ends the peer's TLS and gives the plaintext the protocol
+// selection and decorations of any connection. Outbound, the connection
+// to a meshed peer gets the layer once connected; HTTP to a peer goes to
+// the HTTP session, which handshakes its own pooled connections.
 
 // handshakeTimeout bounds an mTLS handshake, either way.
 const handshakeTimeout = 10 * time.Second
@@ -34,22 +34,20 @@ const (
 )
 
 // meshed is the step of inbound ports with mTLS: a ClientHello offering
-// veneer's ALPN is ended here, on the mTLS path; on a strict port anything
-// else is reset. A permissive port waits for a first byte only as long as
-// the early sniff does, so that server-first protocols are not held up; a
-// ClientHello that comes later is still seen by the sniff (hear).
-// Outbound, it finds whether the destination is a meshed peer.
+// veneer's ALPN is ended here, with a handshake on the loop; on a strict
+// port anything else is reset. A permissive port waits for a first byte
+// only as long as the early sniff does, so that server-first protocols are
+// not held up; a ClientHello that comes later is still seen by the sniff
+// (hear). Outbound, it finds whether the destination is a meshed peer.
 func (c *conn) meshed() verdict {
 	if c.s.cfg.Direction == "outbound" {
 		c.plain = true // a ClientHello here is the app's own TLS
 		c.mesh = c.s.policies.Load().PeerFor(c.dst)
-		if c.mesh != nil {
-			c.tls = true
-			if c.opaque {
-				return c.tunnel()
-			}
-		}
+		c.tls = c.mesh != nil
 		return next
+	}
+	if hs, ok := c.client.Layer.(*looptls.Conn); ok {
+		return c.handshaking(hs, &c.client)
 	}
 	if c.pol.MTLS == "" || c.pol.MTLS == MTLSOff {
 		c.plain = true
@@ -73,9 +71,9 @@ func (c *conn) meshed() verdict {
 }
 
 // hello reads what the client has sent and says whether it decides the
-// connection: a meshed peer's ClientHello goes to the mTLS path; anything
-// else on a strict port is reset, and on a permissive one is plaintext
-// (c.plain) from here on.
+// connection: a meshed peer's ClientHello is ended here; anything else on
+// a strict port is reset, and on a permissive one is plaintext (c.plain)
+// from here on.
 func (c *conn) hello() (verdict, bool) {
 	if err := c.up.Fill(c.l, &c.client, sniff.MaxHello); err != nil {
 		c.finish(endClientReset, true)
@@ -106,147 +104,81 @@ func (c *conn) refuseTLS() {
 	c.finish(endNotMTLS, true)
 }
 
-// leaveLoop takes the client's socket off the loop as a net.Conn, with the
-// bytes read from it so far; a connection to the app already open is
-// closed (the mTLS path opens its own). On failure the connection is
-// closed, and counted so.
-func (c *conn) leaveLoop() (net.Conn, []byte, bool) {
-	c.done = true
-	c.l.Disarm(&c.timer)
-	c.l.Disarm(&c.again)
-	pre := append([]byte(nil), c.up.Pending()...)
-	c.up.Release(c.l)
-	c.down.Release(c.l)
-	if c.app.FD >= 0 {
-		c.l.Close(c.app.FD)
-		c.app.FD = -1
-	}
-	nc, err := c.leave(c.client.FD)
-	c.started()
-	c.s.onLoop.Add(-1)
-	if err != nil {
-		c.s.log.Warn().Err(err).Stringer("client", c.peer).Msg("moving the connection to the mTLS path failed")
-		c.closed(0, 0, endUnreachable)
-		return nil, nil, false
-	}
-	c.s.tlsLive.Add(1)
-	return nc, pre, true
-}
-
-// terminate ends a meshed peer's TLS on a goroutine of its own.
+// terminate starts the handshake with a meshed peer, from the ClientHello
+// read so far. The connection is plaintext from then on, whatever the
+// protocol selection finds inside.
 func (c *conn) terminate() verdict {
-	if nc, pre, ok := c.leaveLoop(); ok {
-		go c.serveTLS(nc, pre)
-	}
-	return gone
+	hs := looptls.Server(c.l, &c.client, c.s.serverTLS, c.up.Pending())
+	c.client.Layer = hs
+	c.up.Release(c.l)
+	c.up.EOF = false
+	c.plain = true
+	c.l.Disarm(&c.timer) // the sniff's deadline: the handshake has its own
+	c.timedOut = false
+	return c.handshaking(hs, &c.client)
 }
 
-// serveTLS handshakes with the peer, authorizes it by its verified ID,
-// and serves the plaintext as the port's protocol says.
-func (c *conn) serveTLS(nc net.Conn, pre []byte) {
-	defer c.s.tlsLive.Add(-1)
-	tc := tls.Server(&replayConn{Conn: nc, pre: pre}, c.s.serverTLS)
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
+// handshaking waits for the handshake on s to end within its timeout: a
+// failure resets the connection (and never sends a peer plaintext); else
+// the peer's verified ID is the connection's principal.
+func (c *conn) handshaking(hs *looptls.Conn, s *loop.Socket) verdict {
+	var err error
+	switch hs.State() {
+	case looptls.Handshaking:
+		if c.within(handshakeTimeout) {
+			return wait
+		}
+		err = errHandshakeTimeout
+	case looptls.Failed:
+		err = hs.Err()
+	}
 	if err != nil {
 		c.s.log.Warn().Err(err).Stringer("client", c.peer).Stringer("original_dst", c.dst).Msg("mTLS handshake failed")
-		resetConn(nc)
-		c.closed(0, 0, endHandshake)
-		return
-	}
-	cs := tc.ConnectionState()
-	c.s.metrics.handshakes.WithLabelValues(c.s.cfg.Direction, strconv.FormatBool(cs.DidResume)).Inc()
-	id, _ := mtls.PeerID(cs)
-	c.tls, c.principal = true, id.String()
-	if c.pol.Authz != nil && !c.pol.Authz.Allowed("", "", c.peer.Addr(), c.principal) {
-		resetConn(nc)
-		c.closed(0, 0, endDenied)
-		return
-	}
-	first, p := c.sniffTLS(tc)
-	if p != sniff.TCP && c.s.http != nil {
-		c.s.http.ServeConn(c.handoff(tc, first))
-		return
-	}
-	app, err := c.s.dialGo(context.Background(), c.peer, c.dst, c.pol)
-	if err != nil {
-		resetConn(nc)
-		c.closed(0, 0, dialEnd(err))
-		return
-	}
-	c.relay(&replayConn{Conn: tc, pre: first}, app)
-}
-
-// sniffTLS is the protocol selection of the plaintext: the port's
-// protocol, or on an auto port what the client's first bytes say. A
-// client silent for earlyWait is taken for a server-first protocol (TCP);
-// bytes that begin something HTTP are read until they decide, up to the
-// sniff timeout. It returns the bytes it read.
-func (c *conn) sniffTLS(tc *tls.Conn) ([]byte, sniff.Proto) {
-	switch {
-	case c.pol.Protocol == ProtoTCP || c.s.http == nil:
-		return nil, sniff.TCP
-	case c.pol.Protocol == ProtoHTTP:
-		return nil, sniff.HTTP1
-	}
-	buf := make([]byte, sniff.MaxPeek)
-	n := 0
-	tc.SetReadDeadline(time.Now().Add(earlyWait))
-	defer tc.SetReadDeadline(time.Time{})
-	for {
-		m, err := tc.Read(buf[n:])
-		if n == 0 && m > 0 {
-			tc.SetReadDeadline(time.Now().Add(c.pol.SniffTimeout))
-		}
-		n += m
-		if p, decided := sniff.Decide(buf[:n]); decided {
-			return buf[:n], p
-		}
-		if err != nil {
-			return buf[:n], sniff.TCP // silence, EOF, or an error the relay meets again
-		}
-	}
-}
-
-// handoff is the connection as the HTTP server takes it, over nc.
-func (c *conn) handoff(nc net.Conn, pre []byte) Handoff {
-	h := Handoff{Conn: nc, Pre: pre, Client: c.peer, Dst: c.dst, Closed: c.closed, TLS: c.tls, Principal: c.principal}
-	switch {
-	case c.mesh != nil:
-		peer := c.mesh
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialPeer(ctx, c.peer, c.dst, c.pol, peer) }
-	case c.s.cfg.Mark != 0 || c.pol.ProxyProtocol != 0:
-		pol := c.pol
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
-	}
-	return h
-}
-
-// tunnel relays an outbound connection to a meshed peer over mTLS, on a
-// goroutine of its own.
-func (c *conn) tunnel() verdict {
-	nc, pre, ok := c.leaveLoop()
-	if !ok {
+		c.finish(endHandshake, true)
 		return gone
 	}
-	go func() {
-		defer c.s.tlsLive.Add(-1)
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout+handshakeTimeout)
-		app, err := c.s.dialPeer(ctx, c.peer, c.dst, c.pol, c.mesh)
-		cancel()
-		if err != nil {
-			resetConn(nc)
-			c.closed(0, 0, peerEnd(err))
-			return
-		}
-		c.relay(&replayConn{Conn: nc, pre: pre}, app)
-	}()
-	return gone
+	cs := hs.ConnectionState()
+	c.s.countHandshake(cs)
+	if s == &c.client {
+		id, _ := mtls.PeerID(cs)
+		c.tls, c.principal = true, id.String()
+	}
+	return next
 }
 
-// dialPeer connects to a meshed peer and handshakes with mTLS, verifying
-// that it is one of the IDs the peer may have. It never falls back to
+var errHandshakeTimeout = errors.New("timed out")
+
+// countHandshake counts a completed handshake.
+func (s *Server) countHandshake(cs tls.ConnectionState) {
+	s.metrics.handshakes.WithLabelValues(s.cfg.Direction, strconv.FormatBool(cs.DidResume)).Inc()
+}
+
+// secure is the step of connections to a meshed peer: once connected, the
+// mTLS handshake with it, verifying that it is one of the IDs the peer
+// may have. A failure resets the client: a peer never gets plaintext.
+func (c *conn) secure() verdict {
+	if c.mesh == nil {
+		return next
+	}
+	hs, ok := c.app.Layer.(*looptls.Conn)
+	if !ok {
+		if c.mesh.tls == nil {
+			c.s.log.Warn().Err(errNoIdentity).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
+			c.finish(endHandshake, true)
+			return gone
+		}
+		hs = looptls.Client(c.l, &c.app, c.mesh.tls)
+		c.app.Layer = hs
+	}
+	return c.handshaking(hs, &c.app)
+}
+
+var errNoIdentity = errors.New("no SVID to handshake with")
+
+// dialPeer connects to a meshed peer from a goroutine of the HTTP server
+// and handshakes with mTLS, verifying that it is one of the IDs the peer
+// may have: for the connections handed to it, which must not share the
+// loop's (tproxy mode, the PROXY protocol). It never falls back to
 // plaintext.
 func (s *Server) dialPeer(ctx context.Context, client, dst netip.AddrPort, pol *Policy, peer *Peer) (net.Conn, error) {
 	if peer.tls == nil {
@@ -262,173 +194,22 @@ func (s *Server) dialPeer(ctx context.Context, client, dst netip.AddrPort, pol *
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
 		s.log.Warn().Err(err).Stringer("original_dst", dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
-		return nil, &handshakeError{err}
+		return nil, err
 	}
-	s.metrics.handshakes.WithLabelValues(s.cfg.Direction, strconv.FormatBool(tc.ConnectionState().DidResume)).Inc()
+	s.countHandshake(tc.ConnectionState())
 	return tc, nil
 }
 
-var errNoIdentity = errors.New("no SVID to handshake with")
-
-// handshakeError is a failed mTLS handshake with a peer that was reached.
-type handshakeError struct{ err error }
-
-func (e *handshakeError) Error() string { return "mTLS handshake: " + e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
-
-func peerEnd(err error) string {
-	var he *handshakeError
-	if errors.As(err, &he) || errors.Is(err, errNoIdentity) {
-		return endHandshake
-	}
-	return dialEnd(err)
-}
-
-// relay copies bytes both ways between the client and the app until both
-// directions end, passing each half-close on; a reset (an error other than
-// EOF) on either side resets the other. It then closes both, and counts
-// and logs the connection.
-func (c *conn) relay(client, app net.Conn) {
-	c.s.relays.Store(client, app)
-	defer c.s.relays.Delete(client)
-	var idle *idleWatch
-	if d := c.pol.IdleTimeout; d > 0 {
-		idle = watchIdle(d, client, app)
-		defer idle.stop()
-	}
-	type half struct {
-		n   int64
-		err error
-	}
-	down := make(chan half, 1)
-	go func() {
-		n, err := pipe(client, app, idle)
-		down <- half{n, err}
-	}()
-	upN, upErr := pipe(app, client, idle)
-	if upErr != nil && !idle.fired() {
-		resetConn(app) // the client broke: so does the app's side, which ends the other pipe
-	}
-	d := <-down
-	end := endEOF
+// handoff is the connection as the HTTP server takes it, over nc.
+func (c *conn) handoff(nc net.Conn, pre []byte) Handoff {
+	h := Handoff{Conn: nc, Pre: pre, Client: c.peer, Dst: c.dst, Closed: c.closed, TLS: c.tls, Principal: c.principal}
 	switch {
-	case idle.fired():
-		end = endIdle
-	case upErr != nil:
-		end = endClientReset
-	case d.err != nil:
-		end = endAppReset
-		resetConn(client)
+	case c.mesh != nil:
+		peer := c.mesh
+		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialPeer(ctx, c.peer, c.dst, c.pol, peer) }
+	case c.s.cfg.Mark != 0 || c.pol.ProxyProtocol != 0:
+		pol := c.pol
+		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
 	}
-	client.Close()
-	app.Close()
-	c.closed(upN, d.n, end)
+	return h
 }
-
-// pipe copies src to dst until src ends, then half-closes dst. It returns
-// the bytes copied and src's error, nil for EOF; on a failure to write to
-// dst, it resets src, so that the other direction ends too.
-func pipe(dst, src net.Conn, idle *idleWatch) (int64, error) {
-	buf := make([]byte, 32<<10)
-	var n int64
-	for {
-		m, err := src.Read(buf)
-		if m > 0 {
-			idle.moved()
-			w, werr := dst.Write(buf[:m])
-			n += int64(w)
-			if werr != nil {
-				resetConn(src)
-				return n, werr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			closeWrite(dst)
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	if tc, ok := c.(*tls.Conn); ok {
-		// close_notify, then the TCP half-close: the peer's agent reads
-		// EOF either way.
-		closeWrite(tc.NetConn())
-	}
-}
-
-// resetConn closes c with an RST (SO_LINGER 0), whatever wraps it.
-func resetConn(c net.Conn) {
-	for {
-		switch v := c.(type) {
-		case *replayConn:
-			c = v.Conn
-			continue
-		case *tls.Conn:
-			c = v.NetConn()
-			continue
-		case *net.TCPConn:
-			v.SetLinger(0)
-		}
-		c.Close()
-		return
-	}
-}
-
-// replayConn reads pre first: the bytes the loop read before the
-// connection left it.
-type replayConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (r *replayConn) Read(b []byte) (int, error) {
-	if len(r.pre) > 0 {
-		n := copy(b, r.pre)
-		r.pre = r.pre[n:]
-		return n, nil
-	}
-	return r.Conn.Read(b)
-}
-
-func (r *replayConn) CloseWrite() error {
-	closeWrite(r.Conn)
-	return nil
-}
-
-// idleWatch ends a relay on which nothing moved either way for d: it
-// sets both connections' deadlines to now, which ends both pipes. A nil
-// idleWatch watches nothing.
-type idleWatch struct {
-	t    *time.Timer
-	d    time.Duration
-	done atomic.Bool
-}
-
-func watchIdle(d time.Duration, conns ...net.Conn) *idleWatch {
-	w := &idleWatch{d: d}
-	w.t = time.AfterFunc(d, func() {
-		w.done.Store(true)
-		for _, c := range conns {
-			c.SetDeadline(time.Now())
-		}
-	})
-	return w
-}
-
-// moved restarts the wait: bytes moved.
-func (w *idleWatch) moved() {
-	if w != nil && !w.done.Load() {
-		w.t.Reset(w.d)
-	}
-}
-
-func (w *idleWatch) fired() bool { return w != nil && w.done.Load() }
-
-func (w *idleWatch) stop() { w.t.Stop() }

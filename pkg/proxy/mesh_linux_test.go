@@ -160,7 +160,7 @@ func TestMTLSAuthorizedByPrincipal(t *testing.T) {
 func TestMTLSOutboundTunnel(t *testing.T) {
 	ca := testca.New(t, "veneer.test")
 	var accepted atomic.Int64
-	srv, _, srvAddr := start(t, app(t, counted(&accepted)), Config{Identity: svid(t, ca, webID)})
+	srv, _, srvAddr, slogs := startLogged(t, app(t, counted(&accepted)), Config{Identity: svid(t, ca, webID)})
 	srv.SetPolicies(&Policies{Default: &Policy{Protocol: ProtoAuto, SniffTimeout: time.Second, MTLS: MTLSStrict}})
 	to := netip.MustParseAddrPort(srvAddr)
 	out, _, outAddr, logs := startLogged(t, to, Config{Identity: svid(t, ca, clientID), Direction: "outbound"})
@@ -183,7 +183,7 @@ func TestMTLSOutboundTunnel(t *testing.T) {
 	c.Write(big)
 	c.CloseWrite()
 	if got := <-done; got != sha256.Sum256(big) {
-		t.Fatal("8 MiB over the mTLS tunnel came back changed")
+		t.Fatalf("8 MiB over the mTLS tunnel came back changed; the server's log:\n%s\nthe client's:\n%s", slogs, logs)
 	}
 	waitFor(t, "the outbound connection logged", func() bool { return strings.Contains(logs.String(), `"tls":true`) })
 

@@ -132,6 +132,16 @@ type LoopConn struct {
 	// Closed is called once, when the connection closes, with the bytes
 	// each way and how it ended.
 	Closed func(received, sent int64, end string)
+	// TLS: the client is a meshed peer whose TLS ended on Client's Layer,
+	// its verified SPIFFE ID Principal (inbound); or the app is a meshed
+	// peer, reached with mTLS (outbound).
+	TLS       bool
+	Principal string
+	// Upstream, when set, is the mTLS configuration the connections to
+	// the app handshake with (the app is a meshed peer); Handshook counts
+	// each completed handshake.
+	Upstream  *tls.Config
+	Handshook func(tls.ConnectionState)
 }
 
 // SetPolicies swaps in the policies of every port; connections already

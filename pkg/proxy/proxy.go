@@ -90,8 +90,6 @@ type Server struct {
 
 	serverTLS *tls.Config            // nil without an identity
 	sessions  tls.ClientSessionCache // resumed sessions to meshed peers
-	tlsLive   atomic.Int64           // connections on the mTLS path, off the loops, not yet closed or given to the HTTP server
-	relays    sync.Map               // net.Conn -> net.Conn: the mTLS path's relays, client to app, for Shutdown
 
 	mu         sync.Mutex
 	listeners  []*listener
@@ -223,7 +221,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.cfg.Loops[0].Stop()
 		}
 	}()
-	if waitZero(ctx, &s.onLoop) && waitZero(ctx, &s.tlsLive) {
+	if waitZero(ctx, &s.onLoop) {
 		return nil
 	}
 	for _, l := range s.cfg.Loops {
@@ -236,13 +234,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	waitZero(context.Background(), &s.onLoop)
-	if !waitZero(ctx, &s.tlsLive) {
-		s.relays.Range(func(client, app any) bool {
-			client.(net.Conn).Close()
-			app.(net.Conn).Close()
-			return true
-		})
-	}
 	return ctx.Err()
 }
 

@@ -33,10 +33,11 @@ var steps = [...]func(*conn) verdict{
 	(*conn).findDst,     // where it was going: SO_ORIGINAL_DST, or TPROXY's local address; not redirected: reset
 	(*conn).answerProbe, // veneer-init --validate's probe: answered with its destination and closed
 	(*conn).open,        // the port's policy and metrics: from here on the connection is counted and logged
-	(*conn).meshed,      // mTLS ports: a meshed peer's ClientHello leaves for the mTLS path (mesh_linux.go), strict ones reset the rest; outbound: is the destination a meshed peer
-	(*conn).authorize,   // the port's TCP authorization: a client it denies is reset (a meshed peer's is authorized by its ID after the handshake)
+	(*conn).meshed,      // mTLS ports: a meshed peer's ClientHello is ended here, the handshake on the loop (mesh_linux.go), strict ones reset the rest; outbound: is the destination a meshed peer
+	(*conn).authorize,   // the port's TCP authorization, of the client's address and a meshed peer's verified ID: a client it denies is reset
 	(*conn).sniffEarly,  // HTTP ports, and auto ports whose client speaks within earlyWait: HTTP is handed off here
 	(*conn).dial,        // a non-blocking connect within the connect timeout; the PROXY protocol header first
+	(*conn).secure,      // to a meshed peer: the mTLS handshake, within its timeout; a failure resets the client
 	(*conn).sniff,       // auto ports still undecided: the app speaking first, or the client's bytes, decide
 	(*conn).forward,     // bytes both ways, each half-close passed on, until both sides are done
 }
@@ -84,7 +85,7 @@ func (c *conn) open() verdict {
 }
 
 func (c *conn) authorize() verdict {
-	if c.pol.Authz != nil && !c.pol.Authz.Allowed("", "", c.peer.Addr(), "") {
+	if c.pol.Authz != nil && !c.pol.Authz.Allowed("", "", c.peer.Addr(), c.principal) {
 		c.finish(endDenied, true)
 		return gone
 	}
@@ -105,7 +106,7 @@ func (c *conn) sniffEarly() verdict {
 		return wait
 	}
 	if c.mesh != nil {
-		return c.tunnel() // silence: a server-first protocol, over mTLS to the peer
+		c.opaque = true // silence: a server-first protocol, over mTLS to the peer
 	}
 	return next // silence: the app may speak first
 }
@@ -114,7 +115,7 @@ func (c *conn) sniffEarly() verdict {
 // decides the connection: HTTP is handed off; another protocol, or the
 // client's EOF, is forwarded as bytes from the next step on (to a meshed
 // peer: over mTLS). On a port with mTLS, a meshed peer's ClientHello that
-// came after the meshed step stopped waiting goes to the mTLS path.
+// came after the meshed step stopped waiting is ended here.
 func (c *conn) hear() (verdict, bool) {
 	if !c.plain {
 		if v, decided := c.hello(); !decided || v != next {
@@ -129,8 +130,6 @@ func (c *conn) hear() (verdict, bool) {
 	switch {
 	case decided && p != sniff.TCP:
 		return c.handOff(), true
-	case (decided || c.up.EOF) && c.mesh != nil:
-		return c.tunnel(), true
 	case decided, c.up.EOF:
 		c.opaque = true // client-first and not HTTP, or gone: the forward passes the EOF on
 		return next, true

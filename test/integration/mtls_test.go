@@ -212,6 +212,22 @@ func TestMTLSWithSPIRE(t *testing.T) {
 		}
 	})
 
+	// The seed's client opens a connection per request; the client's agent
+	// carries them over mTLS connections pooled per peer, so they cost one
+	// handshake per pooled connection, not one each (issue 28).
+	t.Run("new client connections share pooled mTLS connections", func(t *testing.T) {
+		before := m.handshakes(m.Pod.Pod, "inbound")
+		for i := range 20 {
+			if body, err := m.appGet("/"); err != nil || !strings.Contains(body, "hello") {
+				t.Fatalf("request %d: %q, %v", i, body, err)
+			}
+		}
+		if n := m.handshakes(m.Pod.Pod, "inbound") - before; n > 1 {
+			t.Errorf("20 client connections, one after another, cost the server's agent %v handshakes; want at most 1", n)
+		}
+		m.logged(m.serverAgent, `"peer_principal":"`+m.clientID+`"`, 21)
+	})
+
 	t.Run("principals: the client in, an intruder of the trust domain out", func(t *testing.T) {
 		intruder := m.spire.Entry("/ns/other/sa/intruder", intruderUID, 60)
 		dir := m.spire.SVIDFiles(intruderUID)
@@ -469,6 +485,21 @@ func (m *meshPods) requestsTLS(ns *localpod.NS, direction, tls string) float64 {
 		}
 		if labels["direction"] == direction && labels["tls"] == tls {
 			sum += s.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// handshakes is veneer_mtls_handshakes_total of the agent in ns for a
+// direction, resumed or not.
+func (m *meshPods) handshakes(ns *localpod.NS, direction string) float64 {
+	m.t.Helper()
+	sum := 0.0
+	for _, s := range m.familiesIn(ns)["veneer_mtls_handshakes_total"].GetMetric() {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "direction" && l.GetValue() == direction {
+				sum += s.GetCounter().GetValue()
+			}
 		}
 	}
 	return sum
