@@ -69,13 +69,16 @@ func (ls *loopState) putBuf(b []byte) {
 	}
 }
 
-// appKey is what a pooled connection to the app serves: its address, and
-// the mTLS configuration it was made with when the app is a meshed peer
-// (nil: plaintext). A reload makes new configurations, so connections
-// made under the old ones are not reused, only idled out.
+// appKey is what a pooled connection to the app serves: its address, the
+// mTLS configuration it was made with when the app is a meshed peer (nil:
+// plaintext), and the session it belongs to when it must serve no other
+// client (tproxy mode, the PROXY protocol; nil: shared). A reload makes
+// new configurations, so connections made under the old ones are not
+// reused, only idled out.
 type appKey struct {
 	dst netip.AddrPort
 	tls *tls.Config
+	own *session
 }
 
 // upConn is a connection to the app owned by a loop: serving one
@@ -172,6 +175,14 @@ func (ls *loopState) drop(a *upConn) {
 		}
 	}
 	ls.l.CloseSocket(&a.sock, false)
+}
+
+// closeKey closes the pooled connections for key (a session's own, when
+// it ends).
+func (ls *loopState) closeKey(key appKey) {
+	for _, a := range slices.Clone(ls.idle[key]) {
+		ls.drop(a)
+	}
 }
 
 // closeIdle closes every pooled connection.

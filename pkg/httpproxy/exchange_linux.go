@@ -23,7 +23,7 @@ func (x *session) exchange() {
 		return
 	}
 	e := x.epoch
-	if x.app != nil && !x.upStop && (!x.reqDone || x.outOff < len(x.out) || x.frameOff < len(x.frame)) {
+	if x.app != nil && !x.upStop && (!x.reqDone || len(x.hdr) > 0 || x.outOff < len(x.out) || x.frameOff < len(x.frame)) {
 		x.sendUp()
 		if x.done || x.epoch != e {
 			return
@@ -55,6 +55,17 @@ func (x *session) exchange() {
 func (x *session) sendUp() {
 	a := &x.app.sock
 	for {
+		if len(x.hdr) > 0 {
+			n, err := loop.Send(a, x.hdr)
+			x.hdr = x.hdr[n:]
+			if err != nil {
+				x.upBroke(err)
+				return
+			}
+			if len(x.hdr) > 0 {
+				return
+			}
+		}
 		if x.outOff < len(x.out) {
 			n, err := loop.Send(a, x.out[x.outOff:])
 			x.outOff += n

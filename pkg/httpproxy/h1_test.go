@@ -73,6 +73,12 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 // and returns its address. Cleanup drains both.
 func onLoop(t testing.TB, s *Server, app netip.AddrPort) netip.AddrPort {
 	t.Helper()
+	return onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP})
+}
+
+// onLoopWith is onLoop with every port's policy pol.
+func onLoopWith(t testing.TB, s *Server, app netip.AddrPort, pol *proxy.Policy) netip.AddrPort {
+	t.Helper()
 	p, err := proxy.New(proxy.Config{
 		HTTP:        s,
 		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return app, nil },
@@ -81,7 +87,7 @@ func onLoop(t testing.TB, s *Server, app netip.AddrPort) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.SetPolicies(&proxy.Policies{Default: &proxy.Policy{Protocol: proxy.ProtoHTTP}})
+	p.SetPolicies(&proxy.Policies{Default: pol})
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -64,8 +64,10 @@ type session struct {
 	// its verified ID principal (inbound), or the app is one (outbound).
 	tls       bool
 	principal string
-	appKey    appKey                    // the app's pooled connections: dst, and the mTLS configuration to reach it (nil: plaintext)
+	appKey    appKey                    // the app's pooled connections: dst, the mTLS configuration to reach it, and the session when they are its own
 	handshook func(tls.ConnectionState) // counts a handshake with the app
+	header    []byte                    // the PROXY protocol header every new connection to the app starts with; nil: none
+	dialOwn   func(context.Context) (net.Conn, error)
 
 	received, sent int64 // bytes from and to the client
 	phase          phase
@@ -92,8 +94,10 @@ type session struct {
 	counted  bool             // the route's retrier counts this request in flight
 	open     bool             // an exchange began and its Done hooks have not run
 
-	// The request to the app: the head (kept whole, to be sent again on a
-	// fresh connection), then the body, re-framed when chunked.
+	// The request to the app: the PROXY protocol header on a new
+	// connection, the head (kept whole, to be sent again on a fresh
+	// connection), then the body, re-framed when chunked.
+	hdr       []byte // what of the header is still to be sent
 	out       []byte // the head
 	outOff    int
 	frame     []byte // chunk framing and re-framed chunks, pending
@@ -158,7 +162,11 @@ func (t *tunnelAgain) Expire() { (*session)(t).advance() }
 func (s *Server) ServeLoop(c proxy.LoopConn) {
 	ls := s.loopOf(c.Loop)
 	x := &session{s: s, ls: ls, l: c.Loop, client: c.Client, peer: c.Peer, dst: c.Dst, prepare: c.Prepare, closed: c.Closed,
-		tls: c.TLS, principal: c.Principal, appKey: appKey{dst: c.Dst, tls: c.Upstream}, handshook: c.Handshook}
+		tls: c.TLS, principal: c.Principal, appKey: appKey{dst: c.Dst, tls: c.Upstream}, handshook: c.Handshook,
+		header: c.Header, dialOwn: c.Dial}
+	if c.Own {
+		x.appKey.own = x
+	}
 	x.timer.SetExpirer(x)
 	x.reqTimer.SetExpirer((*requestTimer)(x))
 	x.again.SetExpirer((*tunnelAgain)(x))
@@ -473,7 +481,7 @@ func (x *session) skipRequestField(name []byte) bool {
 
 // dial takes a pooled connection to the app, or connects anew.
 func (x *session) dial() {
-	x.outOff, x.frame, x.frameOff = 0, x.frame[:0], 0
+	x.outOff, x.frame, x.frameOff, x.hdr = 0, x.frame[:0], 0, nil
 	if a := x.ls.take(x.appKey); a != nil {
 		x.app = a
 		x.l.Own(a.sock.FD, x)
@@ -490,6 +498,7 @@ func (x *session) dial() {
 		x.appFailed(true, "connecting to the app: "+err.Error())
 		return
 	}
+	x.hdr = x.header
 	x.app = x.ls.newApp(loop.Socket{FD: fd}, x.appKey)
 	x.enter(connecting)
 	x.arm(x.rt.connect)
@@ -736,13 +745,11 @@ func (x *session) handOff() {
 		return
 	}
 	closed := x.closed
-	h := proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst, TLS: x.tls, Principal: x.principal,
-		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }}
-	if t := x.appKey.tls; t != nil {
-		dst, handshook := x.dst, x.handshook
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, dst, t, handshook) }
+	if x.appKey.own != nil {
+		x.ls.closeKey(x.appKey)
 	}
-	x.s.ServeConn(h)
+	x.s.ServeConn(proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst, TLS: x.tls, Principal: x.principal, Dial: x.dialOwn,
+		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }})
 }
 
 // endExchange ends the exchange for the decorations: their Done hooks,
@@ -849,6 +856,9 @@ func (x *session) close(reset bool) {
 		x.app = nil
 	}
 	x.dropApp()
+	if x.appKey.own != nil {
+		x.ls.closeKey(x.appKey) // they carry this client's address, or its header
+	}
 	x.in.release(x.ls)
 	x.l.CloseSocket(&x.client, reset)
 	delete(x.ls.sessions, x)
@@ -860,15 +870,3 @@ func (x *session) close(reset bool) {
 // read: the drain may close it.
 func (x *session) idle() bool { return x.phase == reading && x.in.empty() }
 
-// dialTLS connects to a meshed peer with mTLS from a goroutine of
-// net/http's path: for the requests the loop hands to it (h2c, CONNECT)
-// on a connection that goes to a peer.
-func dialTLS(ctx context.Context, dst netip.AddrPort, cfg *tls.Config, handshook func(tls.ConnectionState)) (net.Conn, error) {
-	d := tls.Dialer{Config: cfg}
-	c, err := d.DialContext(ctx, "tcp", dst.String())
-	if err != nil {
-		return nil, err
-	}
-	handshook(c.(*tls.Conn).ConnectionState())
-	return c, nil
-}

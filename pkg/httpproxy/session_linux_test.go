@@ -15,6 +15,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
 // closingApp answers one request per connection, then closes the
@@ -179,5 +180,89 @@ func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 				t.Errorf("the app read %d requests; want %d", n, tc.appReadsIt)
 			}
 		})
+	}
+}
+
+// HTTP on a port with the PROXY protocol is served on the loop: each
+// client connection gets connections to the app of its own, each starting
+// with that client's header, kept for its next requests and never given to
+// another client (issue 28).
+func TestProxyProtocolConnectionsAreTheClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	headers := make(chan string, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				headers <- line
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	app := netip.MustParseAddrPort(ln.Addr().String())
+	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1})
+	for client := range 2 {
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for i := range 3 {
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("client %d, request %d: %v, %v", client, i, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		want := "PROXY TCP4 127.0.0.1 " + app.Addr().String() + " " + itoa(int(local.Port())) + " " + itoa(int(app.Port())) + "\r\n"
+		select {
+		case got := <-headers:
+			if got != want {
+				t.Errorf("client %d: the app's connection began %q; want %q", client, got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("client %d: no connection reached the app", client)
+		}
+	}
+	select {
+	case got := <-headers:
+		t.Errorf("a third connection reached the app (%q); want one per client, kept for its requests", got)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

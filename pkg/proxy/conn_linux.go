@@ -190,7 +190,7 @@ func (c *conn) closed(received, sent int64, end string) {
 // bytes the sniff read, and the app connection it dialled if any: they
 // leave the loop, and no event of theirs reaches it again.
 func (c *conn) handOff() verdict {
-	if ls, ok := c.s.http.(LoopServer); ok && c.s.cfg.Mark == 0 && c.pol.ProxyProtocol == 0 && c.down.Idle() {
+	if ls, ok := c.s.http.(LoopServer); ok && c.down.Idle() {
 		return c.keepOnLoop(ls)
 	}
 	c.done = true
@@ -220,9 +220,8 @@ func (c *conn) handOff() verdict {
 }
 
 // keepOnLoop gives the connection to the HTTP server's handler on this
-// loop: its sockets stay registered, and its record here ends. Connections
-// that must never share the app's (tproxy mode, the PROXY protocol) are
-// handed off instead.
+// loop: its sockets stay registered, and its record here ends. In tproxy
+// mode and with the PROXY protocol its connections to the app are its own.
 func (c *conn) keepOnLoop(ls LoopServer) verdict {
 	if c.mesh != nil && c.mesh.tls == nil {
 		c.s.log.Warn().Err(errNoIdentity).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
@@ -237,6 +236,11 @@ func (c *conn) keepOnLoop(ls LoopServer) verdict {
 	if c.mesh != nil {
 		lc.Upstream = c.mesh.tls
 	}
+	if v := c.pol.ProxyProtocol; v != 0 {
+		lc.Header = proxyproto.Header(v, c.peer, c.dst)
+	}
+	lc.Own = c.s.cfg.Mark != 0 || lc.Header != nil
+	lc.Dial = c.handoff(nil, nil).Dial
 	c.started()
 	c.s.onLoop.Add(-1)
 	ls.ServeLoop(lc)

@@ -142,6 +142,16 @@ type LoopConn struct {
 	// each completed handshake.
 	Upstream  *tls.Config
 	Handshook func(tls.ConnectionState)
+	// Own: the connections to the app serve this client only, never
+	// another (tproxy mode: they come from the client's address; the PROXY
+	// protocol: they start with the client's header). Header, when set,
+	// is what each new one starts with.
+	Own    bool
+	Header []byte
+	// Dial opens this client's own connection to the app from a
+	// goroutine, for a request the loop hands to net/http (h2c, CONNECT);
+	// nil: net/http's shared pool.
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 // SetPolicies swaps in the policies of every port; connections already

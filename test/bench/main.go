@@ -230,11 +230,14 @@ func run() error {
 			veneer("veneer http (tracing, OTLP 100%)", 16806, traceCfg, append(otlp, "1")...))
 	}
 	if *mesh {
-		cases = append(cases, meshCases(dir, abs("veneer-agent"), cfg)...)
+		cases = append(cases, meshCases(dir, abs("veneer-agent"), "", 16906, cfg)...)
 	}
 	if *compare != "" {
 		cases = append(cases, veneerBinary(*compare, "compared tcp", 16406, tcpCfg),
 			veneerBinary(*compare, "compared http (default decorations)", 16506, httpCfg))
+		if *mesh {
+			cases = append(cases, meshCases(dir, *compare, "compared ", 17106, cfg)...)
+		}
 	}
 	for _, c := range cases {
 		if c.cmd == nil {

@@ -22,10 +22,12 @@ const meshClientUID = 1338
 // the server pod, where the capture hands them to the server's agent,
 // first in plaintext, then with mTLS (SVIDs in csi-driver-spiffe's files,
 // from a CA made here; the mTLS test uses SPIRE's).
-func meshCases(dir, agent string, cfg func(name, body string) string) []*proxyCase {
+// The names are prefixed with prefix, and their ports start at base: a
+// second set, with another agent binary (-compare), runs beside the first.
+func meshCases(dir, agent, prefix string, base int, cfg func(name, body string) string) []*proxyCase {
 	ca := testca.New(fatal{}, "veneer.bench")
 	svid := func(name, id string, uid int) string {
-		d := filepath.Join(dir, name)
+		d := filepath.Join(dir, prefix+name)
 		os.Mkdir(d, 0o700)
 		ca.WriteDir(fatal{}, d, "spiffe://veneer.bench"+id, 24*time.Hour)
 		chownAll(d, uid)
@@ -38,17 +40,17 @@ func meshCases(dir, agent string, cfg func(name, body string) string) []*proxyCa
 		out := port + 5 // the client's agent's outbound port
 		pc := &proxyCase{name: name, port: port, uid: 1337, app: "fast", stdout: nil, admin: a + 3000, outPort: out,
 			cmd: append([]string{agent, "--listen", fmt.Sprintf(":%d", port), "--admin", fmt.Sprintf("127.0.0.1:%d", a),
-				"--admin-local", fmt.Sprintf("127.0.0.1:%d", a+3000), "--outbound-listen", "", "--config", cfg(name+"-server.yaml", server),
+				"--admin-local", fmt.Sprintf("127.0.0.1:%d", a+3000), "--outbound-listen", "", "--config", cfg(strings.ReplaceAll(name, " ", "_")+"-server.yaml", server),
 				"--max-connections", "0"}, serverFlags...),
 			clientCmd: append([]string{agent, "--listen", fmt.Sprintf(":%d", port+4), "--admin", fmt.Sprintf("127.0.0.1:%d", a+1),
-				"--admin-local", fmt.Sprintf("127.0.0.1:%d", a+3001), "--outbound-listen", fmt.Sprintf(":%d", out), "--config", cfg(name+"-client.yaml", client),
+				"--admin-local", fmt.Sprintf("127.0.0.1:%d", a+3001), "--outbound-listen", fmt.Sprintf(":%d", out), "--config", cfg(strings.ReplaceAll(name, " ", "_")+"-client.yaml", client),
 				"--max-connections", "0"}, clientFlags...)}
 		return pc
 	}
 	httpServer := "default: {protocol: http, http: {requestId: true}}\n"
 	return []*proxyCase{
-		c("two agents, plaintext", 16906, httpServer, "outbound: {protocol: http}\n", nil, nil),
-		c("two agents, mTLS", 17006, "default: {protocol: http, mtls: strict, http: {requestId: true}}\n",
+		c(prefix+"two agents, plaintext", base, httpServer, "outbound: {protocol: http}\n", nil, nil),
+		c(prefix+"two agents, mTLS", base+100, "default: {protocol: http, mtls: strict, http: {requestId: true}}\n",
 			fmt.Sprintf("outbound: {protocol: http}\nmesh: {peers: [{cidrs: [%s/32]}]}\n", pid),
 			[]string{"--svid-dir", serverSVID}, []string{"--svid-dir", clientSVID}),
 	}

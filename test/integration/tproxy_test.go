@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -37,10 +38,23 @@ func TestTproxyKeepsClientAddress(t *testing.T) {
 					t.Fatalf("GET = %q, %v", body, err)
 				}
 			}
-			if n := strings.Count(p.logged(app, " - - [", 3), tc.peer.String()+" - - ["); n != 3 {
-				t.Errorf("the app logged %d requests from %s; want 3:\n%s", n, tc.peer, app.log)
+			// And three on one kept client connection: each request's
+			// connection to the app comes from the client too (issue 28:
+			// served on the loop, never from a pool shared by clients).
+			kept := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: p.Client.DialContext, MaxConnsPerHost: 1}}
+			for i := 0; i < 3; i++ {
+				resp, err := kept.Get(fmt.Sprintf("http://%s:8080/index.html", localpod.PodIP))
+				if err != nil {
+					t.Fatalf("GET on the kept connection: %v", err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
-			p.waitFor("connections closed", func() bool { return p.metric("veneer_tcp_connections_closed_total", "8080") == 3 })
+			kept.CloseIdleConnections()
+			if n := strings.Count(p.logged(app, " - - [", 6), tc.peer.String()+" - - ["); n != 6 {
+				t.Errorf("the app logged %d requests from %s; want 6:\n%s", n, tc.peer, app.log)
+			}
+			p.waitFor("connections closed", func() bool { return p.metric("veneer_tcp_connections_closed_total", "8080") == 4 })
 		})
 	}
 }

@@ -1,0 +1,124 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/identity"
+	"github.com/veneermesh/veneer/pkg/identity/testca"
+	"github.com/veneermesh/veneer/pkg/mtls"
+	"github.com/veneermesh/veneer/pkg/proxy"
+)
+
+// BenchmarkServeMTLS is BenchmarkServe's default chain with the client a
+// meshed peer: its TLS ends on the proxy's loop (pkg/looptls), and each
+// request and response is a record each way. Allocs/op are the agent's and
+// the crypto/tls client's, which allocates nothing per record:
+//
+//	go test -run '^$' -bench 'Serve(MTLS)?$' -benchmem -count 10 ./pkg/httpproxy
+func BenchmarkServeMTLS(b *testing.B) {
+	app := rawApp(b)
+	ca := testca.New(b, "veneer.bench")
+	server := benchSVID(b, ca, "spiffe://veneer.bench/ns/bench/sa/server")
+	client := benchSVID(b, ca, "spiffe://veneer.bench/ns/bench/sa/client")
+	cfg, err := config.Parse([]byte("default: {protocol: http, http: {requestId: true}}"), decor.Schema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve()
+	p, err := proxy.New(proxy.Config{
+		HTTP:        s,
+		Identity:    server,
+		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return app, nil },
+		IsProbe:     func(netip.AddrPort) bool { return false },
+	}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.SetPolicies(&proxy.Policies{Default: &proxy.Policy{Protocol: proxy.ProtoHTTP, MTLS: proxy.MTLSStrict, SniffTimeout: time.Second}})
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go p.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.StopAccepting()
+		s.Shutdown(ctx)
+		p.Shutdown(ctx)
+	})
+	ccfg := mtls.Client(client, nil, nil)
+	req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	connect := func() (*tls.Conn, *bufio.Reader) {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			panic(err)
+		}
+		c := tls.Client(raw, ccfg)
+		if err := c.Handshake(); err != nil {
+			panic(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	get := func(c *tls.Conn, br *bufio.Reader) error {
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		return readResponse(br)
+	}
+	b.Run("conns=1", func(b *testing.B) {
+		c, br := connect()
+		get(c, br) // the session ticket read, before counting
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := get(c, br); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("conns=8", func(b *testing.B) {
+		b.SetParallelism(4) // x GOMAXPROCS(2)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			c, br := connect()
+			for pb.Next() {
+				if err := get(c, br); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// benchSVID is an identity of id from ca, in csi-driver-spiffe's files.
+func benchSVID(b *testing.B, ca *testca.CA, id string) *identity.Source {
+	dir := b.TempDir()
+	ca.WriteDir(b, dir, id, time.Hour)
+	src, err := identity.FromFiles(context.Background(), dir, time.Hour, prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(src.Close)
+	return src
+}
