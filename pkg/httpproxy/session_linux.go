@@ -869,4 +869,3 @@ func (x *session) close(reset bool) {
 // idle says whether the session waits for a request with nothing of one
 // read: the drain may close it.
 func (x *session) idle() bool { return x.phase == reading && x.in.empty() }
-
