@@ -155,7 +155,11 @@ func (c *Conn) Write(s *loop.Socket, b []byte) (int, error) {
 		s.Write = loop.Waiting
 		return 0, nil
 	}
+	// The records of one write go out in one write(2): crypto/tls writes
+	// each record to its connection as it seals it.
+	c.w.batch = scratchOf(c.l)
 	n, err := c.tc.Write(b)
+	c.w.send()
 	c.settle(s)
 	return n, err
 }
@@ -255,6 +259,8 @@ type wire struct {
 	out []byte      // records the socket has not taken yet
 	err error       // the socket broke writing
 
+	batch *[]byte // while an owner's Write seals its records: the loop's scratch they gather in
+
 	hs      bool      // the handshake's goroutine uses the wire
 	feed    chan feed // the loop's reads for it, one at a time; closed by Release
 	wanting bool      // it waits for a read: the loop reads for it when the socket is ready
@@ -312,9 +318,33 @@ func (w *wire) Write(b []byte) (int, error) {
 		return len(b), nil
 	case w.err != nil:
 		return 0, w.err
+	case w.batch != nil:
+		*w.batch = append(*w.batch, b...)
+		return len(b), nil
 	}
 	w.queue(b)
 	return len(b), w.err
+}
+
+// send writes the records gathered in the batch, keeping what the socket
+// does not take.
+func (w *wire) send() {
+	b := w.batch
+	w.batch = nil
+	w.queue(*b)
+	*b = (*b)[:0]
+}
+
+// scratches are the loops' batches: one write's records are gathered
+// and written at once, so they need no room of the connection's own.
+var scratches sync.Map // *loop.Loop -> *[]byte
+
+func scratchOf(l *loop.Loop) *[]byte {
+	if b, ok := scratches.Load(l); ok {
+		return b.(*[]byte)
+	}
+	b, _ := scratches.LoadOrStore(l, new([]byte))
+	return b.(*[]byte)
 }
 
 // want is the handshake goroutine's read, on the loop.
