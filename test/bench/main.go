@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -56,7 +57,9 @@ type proxyCase struct {
 	app  string // "fast" or "python"
 	// bare: no proxy, a second copy of the app behind the REDIRECT rule:
 	// what the capture alone (nat and conntrack) costs.
-	bare   bool
+	bare bool
+	// mode is veneer-init's and the agent's --mode: "" is redirect.
+	mode   string
 	stdout io.Writer // where the proxy's output goes; nil: /dev/null
 	proc   *exec.Cmd
 	admin  int // veneer's --admin-local port, on the pod's loopback; 0 for the others
@@ -208,6 +211,12 @@ func run() error {
 		haproxy("python via haproxy http", "http", 16206, "python", 0),
 		nginx("python via nginx", 16306, "python"),
 	}
+	// tproxy mode: the app sees the client's address, and each client
+	// connection has connections to the app of its own. The agent needs
+	// CAP_NET_ADMIN for them: root here, as the capabilities a pod grants.
+	tproxyHTTP := veneer("veneer http (tproxy)", 17306, httpCfg, "--mode", "tproxy")
+	tproxyHTTP.uid, tproxyHTTP.mode = 0, "tproxy"
+	cases = append(cases, tproxyHTTP)
 	if *workers2 {
 		cases = append(cases, veneer("veneer tcp (2 workers)", 15706, tcpCfg, "--workers", "2"),
 			veneer("veneer http (default decorations, 2 workers)", 15806, httpCfg, "--workers", "2"))
@@ -273,6 +282,7 @@ func run() error {
 		} else {
 			args = append(args, "--proxy-port", strconv.Itoa(c.port), "--admin-port", "15999")
 		}
+		args = append(args, "--mode", cmp.Or(c.mode, "redirect"))
 		cmd := exec.Command(args[0], args[1:]...)
 		out, err := runIn(pod.Pod, cmd, 0)
 		if err != nil {
@@ -702,6 +712,10 @@ func report(cases []*proxyCase, res map[string]*result) {
 			row += "- | - |"
 		}
 		fmt.Println(row)
+	}
+	if t, r := res["veneer http (tproxy)"], res["veneer http (default decorations)"]; t != nil && r != nil && len(t.cpuPerReq) > 0 && len(r.cpuPerReq) > 0 {
+		fmt.Printf("\ntproxy mode against redirect mode, HTTP with the default decorations: %.2f× CPU per request, %.2f× the throughput.\n",
+			median(t.cpuPerReq)/median(r.cpuPerReq), median(t.rps)/median(r.rps))
 	}
 	meshReport(cases, res)
 	if !*perfStat {
