@@ -131,7 +131,7 @@ bench: deps build bin/jaeger
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
 	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf -mesh -jaeger bin/jaeger $(BENCHFLAGS) | tee bench.md
 
-FUZZ := sniff:FuzzClassify sniff:FuzzPeerHello config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
+FUZZ := looptls:FuzzRecords sniff:FuzzClassify sniff:FuzzPeerHello config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can
 # report "context deadline exceeded" as a failure when the time runs out
 # while a worker is mid-input (golang/go#75804, fixed in Go 1.27; seen once

@@ -273,6 +273,9 @@ func (w *wire) Read(b []byte) (int, error) {
 	if len(w.pre) > 0 {
 		n := copy(b, w.pre)
 		w.pre = w.pre[n:]
+		if len(w.pre) == 0 {
+			w.pre = nil // the read's buffer is not kept for the connection's life
+		}
 		return n, nil
 	}
 	switch {
@@ -293,7 +296,9 @@ func (w *wire) Read(b []byte) (int, error) {
 			return 0, f.err
 		}
 		n := copy(b, f.b)
-		w.pre = f.b[n:]
+		if n < len(f.b) {
+			w.pre = f.b[n:]
+		}
 		return n, nil
 	}
 	n, err := loop.Read(&w.raw, b)
@@ -368,7 +373,7 @@ func (w *wire) pump() {
 		return // the next edge pumps again
 	}
 	w.wanting = false
-	w.feed <- feed{b: b[:n], err: err}
+	w.feed <- feed{b: b[:n:n], err: err}
 }
 
 // queue writes b after what is pending, keeping what the socket does not

@@ -637,3 +637,33 @@ func TestReleaseStopsHandshake(t *testing.T) {
 type handlerFunc func(int, loop.Events)
 
 func (f handlerFunc) Ready(fd int, ev loop.Events) { f(fd, ev) }
+
+// FuzzRecords sends the fuzzer's bytes as records after a handshake with a
+// loop server: whatever they are, nothing reaches the loop's owner (a
+// record not sealed with the session's keys cannot be taken for one), and
+// the connection ends.
+func FuzzRecords(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{23, 3, 3, 0, 5, 1, 2, 3, 4, 5})      // application data that does not open
+	f.Add([]byte{23, 3, 3, 0xff, 0xff})               // a length past the limit, and nothing after
+	f.Add([]byte{21, 3, 3, 0, 2, 2, 0})               // a plaintext alert after the handshake
+	f.Add([]byte{20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 1})  // ChangeCipherSpec, then a cut record
+	f.Add(bytes.Repeat([]byte{23, 3, 3, 0, 0x11}, 4)) // empty-looking records
+	f.Add([]byte{22, 3, 3, 0, 4, 24, 0, 0, 1})        // a plaintext KeyUpdate
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := newRig(t)
+		scfg, ccfg := configs(t)
+		scfg.CurvePreferences = []tls.CurveID{tls.X25519} // a cheaper handshake: the records are the point
+		cc, sc := pair(t)
+		done := r.adopt(sc, scfg, true)
+		c := tls.Client(cc, ccfg)
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		cc.Write(data)
+		cc.(*net.TCPConn).CloseWrite()
+		if e := wait(t, done); e.moved != 0 {
+			t.Fatalf("%d bytes of forged records reached the owner (end: %v)", e.moved, e.err)
+		}
+	})
+}
