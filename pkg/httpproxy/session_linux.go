@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/veneermesh/veneer/pkg/decor/retry"
 	"github.com/veneermesh/veneer/pkg/exchange"
 	"github.com/veneermesh/veneer/pkg/http1"
 	"github.com/veneermesh/veneer/pkg/loop"
@@ -587,7 +588,7 @@ func (x *session) appFailed(connect bool, why string) {
 	// Only what may be sent twice (RFC 9110 9.2.2): the app may have
 	// acted on the request before it closed. net/http's path does the same
 	// (pkg/upstream).
-	replayable := !x.upBytes && !x.expect && x.reqDone && idempotent(x.ex.Method)
+	replayable := !x.upBytes && !x.expect && x.reqDone && retry.Idempotent(x.ex.Method)
 	if reused && !connect && replayable {
 		x.dial() // a keep-alive connection the app closed as the request went: not the app failing
 		return
@@ -601,14 +602,6 @@ func (x *session) appFailed(connect bool, why string) {
 	} else {
 		x.reply(503, exchange.UpstreamReset, "the app closed the connection before answering", 0, x.wentOn)
 	}
-}
-
-func idempotent(method string) bool {
-	switch method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
 }
 
 // retry starts a retry's backoff when the route's policy asks for one,

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/veneermesh/veneer/pkg/decor/retry"
 )
 
 // maxBody is the largest request body sent on this goroutine: one that
@@ -156,11 +158,7 @@ func replayable(req *http.Request) bool {
 	if req.Body != nil && req.Body != http.NoBody {
 		return false
 	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
+	return retry.Idempotent(req.Method)
 }
 
 // closedUnanswered: the connection ended before a byte of the response.

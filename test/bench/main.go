@@ -242,10 +242,12 @@ func run() error {
 		cases = append(cases, meshCases(dir, abs("veneer-agent"), "", 16906, cfg)...)
 	}
 	if *compare != "" {
+		compared := veneerBinary(*compare, "compared http (tproxy)", 17406, httpCfg, "--mode", "tproxy")
+		compared.uid, compared.mode = 0, "tproxy"
 		cases = append(cases, veneerBinary(*compare, "compared tcp", 16406, tcpCfg),
-			veneerBinary(*compare, "compared http (default decorations)", 16506, httpCfg))
+			veneerBinary(*compare, "compared http (default decorations)", 16506, httpCfg), compared)
 		if *mesh {
-			cases = append(cases, meshCases(dir, *compare, "compared ", 17106, cfg)...)
+			cases = append(cases, meshCases(dir, *compare, "compared ", 17506, cfg)...)
 		}
 	}
 	for _, c := range cases {

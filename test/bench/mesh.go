@@ -48,11 +48,17 @@ func meshCases(dir, agent, prefix string, base int, cfg func(name, body string) 
 		return pc
 	}
 	httpServer := "default: {protocol: http, http: {requestId: true}}\n"
+	peers := fmt.Sprintf("mesh: {peers: [{cidrs: [%s/32]}]}\n", pid)
+	svids := [2][]string{{"--svid-dir", serverSVID}, {"--svid-dir", clientSVID}}
 	return []*proxyCase{
 		c(prefix+"two agents, plaintext", base, httpServer, "outbound: {protocol: http}\n", nil, nil),
 		c(prefix+"two agents, mTLS", base+100, "default: {protocol: http, mtls: strict, http: {requestId: true}}\n",
-			fmt.Sprintf("outbound: {protocol: http}\nmesh: {peers: [{cidrs: [%s/32]}]}\n", pid),
-			[]string{"--svid-dir", serverSVID}, []string{"--svid-dir", clientSVID}),
+			"outbound: {protocol: http}\n"+peers, svids[0], svids[1]),
+		// TCP between the agents: an mTLS connection (a tunnel) for each
+		// client connection, where HTTP pools them. Its RSS with 1,000
+		// held connections is that of 1,000 mTLS connections.
+		c(prefix+"two agents tcp, plaintext", base+200, "default: {protocol: tcp}\n", "outbound: {protocol: tcp}\n", nil, nil),
+		c(prefix+"two agents tcp, mTLS", base+300, "default: {protocol: tcp, mtls: strict}\n", "outbound: {protocol: tcp}\n"+peers, svids[0], svids[1]),
 	}
 }
 
@@ -79,11 +85,13 @@ func meshReport(cases []*proxyCase, res map[string]*result) {
 	fmt.Println("| case | both agents' CPU µs per keep-alive request | new connections/s | both agents' CPU µs per new connection | p50 / p99 ms at 1k req/s | 1 GiB stream MB/s |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	fmt.Println(strings.Join(rows, "\n"))
-	p, m := res["two agents, plaintext"], res["two agents, mTLS"]
-	if p != nil && m != nil {
-		fmt.Printf("\nmTLS against plaintext: %.2f× CPU per keep-alive request, %.2f× per new connection, p50 %+.3f ms, p99 %+.3f ms, stream %.2f×.\n",
-			median(m.cpuPerReq)/median(p.cpuPerReq), median(m.cpuPerConn)/median(p.cpuPerConn),
-			median(m.p50)-median(p.p50), median(m.p99)-median(p.p99), median(m.streamMBps)/median(p.streamMBps))
+	for _, kind := range []string{"", " tcp"} {
+		p, m := res["two agents"+kind+", plaintext"], res["two agents"+kind+", mTLS"]
+		if p != nil && m != nil {
+			fmt.Printf("\nmTLS against plaintext%s: %.2f× CPU per keep-alive request, %.2f× the new connections per second, %.2f× CPU per new connection, p50 %+.3f ms, p99 %+.3f ms, stream %.2f×, RSS of the server's agent with 1,000 connections held %+.1f MiB.\n",
+				kind, median(m.cpuPerReq)/median(p.cpuPerReq), median(m.connPerSec)/median(p.connPerSec), median(m.cpuPerConn)/median(p.cpuPerConn),
+				median(m.p50)-median(p.p50), median(m.p99)-median(p.p99), median(m.streamMBps)/median(p.streamMBps), m.rss1k-p.rss1k)
+		}
 	}
 }
 

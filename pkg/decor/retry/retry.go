@@ -91,10 +91,18 @@ func (c *Config) Provision() error {
 		}
 	}
 	if len(c.Methods) == 0 {
-		c.Methods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+		c.Methods = slices.Clone(idempotent)
 	}
 	return nil
 }
+
+// idempotent are the methods that may be sent twice (RFC 9110 9.2.2).
+var idempotent = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+
+// Idempotent says whether a request of method may be sent twice (RFC 9110
+// 9.2.2): what a route retries by default, and what both HTTP paths send
+// again on a fresh connection when a kept one closed under the request.
+func Idempotent(method string) bool { return slices.Contains(idempotent, method) }
 
 // Retrier is a RoundTripper that retries through next.
 type Retrier struct {
