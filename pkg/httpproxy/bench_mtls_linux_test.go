@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -44,32 +43,11 @@ func BenchmarkServeMTLS(b *testing.B) {
 		b.Fatal(err)
 	}
 	go s.Serve()
-	p, err := proxy.New(proxy.Config{
-		HTTP:        s,
-		Identity:    server,
-		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return app, nil },
-		IsProbe:     func(netip.AddrPort) bool { return false },
-	}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.SetPolicies(&proxy.Policies{Default: &proxy.Policy{Protocol: proxy.ProtoHTTP, MTLS: proxy.MTLSStrict, SniffTimeout: time.Second}})
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go p.Serve(ln)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.StopAccepting()
-		s.Shutdown(ctx)
-		p.Shutdown(ctx)
-	})
+	addr := onLoopWith(b, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, MTLS: proxy.MTLSStrict, SniffTimeout: time.Second}, server)
 	ccfg := mtls.Client(client, nil, nil)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	connect := func() (*tls.Conn, *bufio.Reader) {
-		raw, err := net.Dial("tcp", ln.Addr().String())
+		raw, err := net.Dial("tcp", addr.String())
 		if err != nil {
 			panic(err)
 		}

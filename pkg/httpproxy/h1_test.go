@@ -18,6 +18,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -73,14 +74,16 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 // and returns its address. Cleanup drains both.
 func onLoop(t testing.TB, s *Server, app netip.AddrPort) netip.AddrPort {
 	t.Helper()
-	return onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP})
+	return onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP}, nil)
 }
 
-// onLoopWith is onLoop with every port's policy pol.
-func onLoopWith(t testing.TB, s *Server, app netip.AddrPort, pol *proxy.Policy) netip.AddrPort {
+// onLoopWith is onLoop with every port's policy pol, and the proxy's
+// identity id for mTLS (nil: none).
+func onLoopWith(t testing.TB, s *Server, app netip.AddrPort, pol *proxy.Policy, id *identity.Source) netip.AddrPort {
 	t.Helper()
 	p, err := proxy.New(proxy.Config{
 		HTTP:        s,
+		Identity:    id,
 		OriginalDst: func(int, bool, uint16) (netip.AddrPort, error) { return app, nil },
 		IsProbe:     func(netip.AddrPort) bool { return false },
 	}, zerolog.Nop(), prometheus.NewRegistry())

@@ -232,7 +232,7 @@ func TestProxyProtocolConnectionsAreTheClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	go s.Serve()
-	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1})
+	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1}, nil)
 	for client := range 2 {
 		c, err := net.Dial("tcp", addr.String())
 		if err != nil {
