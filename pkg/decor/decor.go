@@ -1,7 +1,7 @@
 // Package decor is the agent's HTTP decorations: the small interface each
 // one implements, the order they run in, the schema that hands each its
 // config block, and the chain built from a route's config. Each decoration
-// is a package of its own under pkg/decor (accesslog, metrics, stats,
+// is a package of its own under pkg/decor (accesslog, metrics, stats, tap,
 // requestid, authz, ratelimit, fault, circuit, errorpage, headers,
 // forwarded) that owns its block: a Config with a Provision that checks it
 // and fills its defaults (config.BlockOf), or an on/off switch

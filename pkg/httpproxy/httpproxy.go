@@ -4,14 +4,15 @@
 // pooled keep-alive connections.
 //
 // HTTP/1 is served on the event loop that accepted the connection
-// (session_linux.go, exchange_linux.go): heads parsed in place by pkg/http1,
-// bodies streamed and re-framed, the loop's own connections to the app,
-// every wait a socket edge or a loop timer; an Upgrade the app takes
-// becomes a tunnel on the loop (tunnel_linux.go). What the loop does not
-// serve (h2c, an Upgrade with a body, CONNECT, absolute-form targets,
-// tproxy mode and the PROXY protocol) it hands to net/http's path with the
-// bytes it read replayed: Go's HTTP server, the same chain, and net/http's
-// transports.
+// (session_linux.go, exchange_linux.go, apps_linux.go): heads parsed in
+// place by pkg/http1, bodies streamed and re-framed, the loop's own
+// connections to the app (pooled per app, per meshed peer over mTLS, or
+// per client in tproxy mode and with the PROXY protocol), every wait a
+// socket edge or a loop timer; an Upgrade the app takes becomes a tunnel
+// on the loop (tunnel_linux.go). What the loop does not serve (h2c, an
+// Upgrade with a body, CONNECT, absolute-form targets) it hands to
+// net/http's path with the bytes it read replayed: Go's HTTP server, the
+// same chain, and net/http's transports.
 //
 //	h, err := httpproxy.New(log, httpproxy.Options{Access: accessLog}, registry)
 //	err = h.Apply(cfg)                          // at start and on reload

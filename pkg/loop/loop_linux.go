@@ -14,7 +14,8 @@
 // which costs more than the wait saves). Each socket is registered once,
 // edge-triggered, for both directions and the peer's half-close; what the
 // loop knows of each direction is kept as explicit state in a Socket
-// (socket.go), and a connection's bytes move through Flows (flow.go).
+// (socket.go), and a connection's bytes move through Flows (flow_linux.go);
+// a socket's Layer (TLS, pkg/looptls) may stand between it and its owner.
 //
 // Nothing on the loop may block: no DNS, no write to a log pipe, no lock
 // held by a request goroutine. Handlers are called with the loop's cached

@@ -7,7 +7,7 @@
 //	...
 //	p.Shutdown(ctx) // stop accepting, let open connections finish until ctx ends
 //
-// Every accepted connection goes through the steps listed in steps.go, in
+// Every accepted connection goes through the steps listed in steps_linux.go, in
 // order, on the loop that accepted it: what it is refused for, where it was
 // going, how its protocol is decided, and how its bytes are forwarded or it
 // is handed to the HTTP server. Bytes are copied through buffers, and a
