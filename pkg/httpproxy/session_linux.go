@@ -16,6 +16,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/http1"
 	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/looptls"
+	"github.com/veneermesh/veneer/pkg/mtls"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -548,7 +549,7 @@ func (x *session) secured(hs *looptls.Conn) {
 		} else if x.client.PeerShut || x.client.Broken {
 			x.clientGone()
 		} else {
-			x.arm(handshakeTimeout)
+			x.arm(mtls.HandshakeTimeout)
 		}
 	case looptls.Failed:
 		x.s.log.Warn().Err(hs.Err()).Stringer("original_dst", x.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
@@ -564,9 +565,6 @@ func (x *session) secured(hs *looptls.Conn) {
 		x.enter(exchanging)
 	}
 }
-
-// handshakeTimeout bounds an mTLS handshake with a meshed peer.
-const handshakeTimeout = 10 * time.Second
 
 // dropApp closes the connection serving the request, if any.
 func (x *session) dropApp() {

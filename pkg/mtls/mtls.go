@@ -41,6 +41,9 @@ import (
 // ALPN is the protocol a meshed client offers, and the server picks.
 const ALPN = "veneer-mtls/1"
 
+// HandshakeTimeout bounds a handshake between agents, either way.
+const HandshakeTimeout = 10 * time.Second
+
 // Server is the configuration of the server end: it asks for the
 // client's SVID and verifies it; any ID of the trust domain is let in
 // (authorization by principal comes after, in the port's rules).

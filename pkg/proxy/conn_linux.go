@@ -224,9 +224,7 @@ func (c *conn) handOff() verdict {
 // mode and with the PROXY protocol its connections to the app are its own.
 func (c *conn) keepOnLoop(ls LoopServer) verdict {
 	if c.mesh != nil && c.mesh.tls == nil {
-		c.s.log.Warn().Err(errNoIdentity).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
-		c.finish(endHandshake, true)
-		return gone
+		return c.refusePeer(errNoIdentity)
 	}
 	c.done = true
 	c.l.Disarm(&c.timer)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/veneermesh/veneer/pkg/loop"
 	"github.com/veneermesh/veneer/pkg/looptls"
@@ -23,9 +22,6 @@ import (
 // selection and decorations of any connection. Outbound, the connection
 // to a meshed peer gets the layer once connected; HTTP to a peer goes to
 // the HTTP session, which handshakes its own pooled connections.
-
-// handshakeTimeout bounds an mTLS handshake, either way.
-const handshakeTimeout = 10 * time.Second
 
 // How an mTLS connection ended, beside the ends of conn_linux.go.
 const (
@@ -125,7 +121,7 @@ func (c *conn) handshaking(hs *looptls.Conn, s *loop.Socket) verdict {
 	var err error
 	switch hs.State() {
 	case looptls.Handshaking:
-		if c.within(handshakeTimeout) {
+		if c.within(mtls.HandshakeTimeout) {
 			return wait
 		}
 		err = errHandshakeTimeout
@@ -163,9 +159,7 @@ func (c *conn) secure() verdict {
 	hs, ok := c.app.Layer.(*looptls.Conn)
 	if !ok {
 		if c.mesh.tls == nil {
-			c.s.log.Warn().Err(errNoIdentity).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
-			c.finish(endHandshake, true)
-			return gone
+			return c.refusePeer(errNoIdentity)
 		}
 		hs = looptls.Client(c.l, &c.app, c.mesh.tls)
 		c.app.Layer = hs
@@ -174,6 +168,14 @@ func (c *conn) secure() verdict {
 }
 
 var errNoIdentity = errors.New("no SVID to handshake with")
+
+// refusePeer resets a connection to a meshed peer that cannot be made
+// with mTLS: it never goes in plaintext.
+func (c *conn) refusePeer(err error) verdict {
+	c.s.log.Warn().Err(err).Stringer("original_dst", c.dst).Msg("mTLS handshake with a meshed peer failed; not sending it plaintext")
+	c.finish(endHandshake, true)
+	return gone
+}
 
 // dialPeer connects to a meshed peer from a goroutine of the HTTP server
 // and handshakes with mTLS, verifying that it is one of the IDs the peer
@@ -189,7 +191,7 @@ func (s *Server) dialPeer(ctx context.Context, client, dst netip.AddrPort, pol *
 		return nil, err
 	}
 	tc := tls.Client(raw, peer.tls)
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, mtls.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
