@@ -170,9 +170,7 @@ type Exchange struct {
 	// chain says; 0: the agent's default. Set before the request is sent.
 	ConnectTimeout time.Duration
 
-	// W is the response as written so far, on net/http's path; set by Begin.
-	W *Writer
-	w Writer // W's memory: one allocation for both
+	w Writer // the response as written on net/http's path (Begin's): one allocation with the exchange
 
 	id  [36]byte // IDMemory's
 	mem []byte   // Scratch's: strings made for this exchange; the array is kept by Reset
@@ -262,7 +260,6 @@ func (e *Exchange) Failure() string {
 // body, so that a client dribbling its body holds nothing for long.
 func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Duration) (*Writer, *http.Request) {
 	e.w = Writer{ResponseWriter: w, ex: e}
-	e.W = &e.w
 	r = r.WithContext(With(r.Context(), e))
 	e.Method, e.Path, e.Target, e.Host, e.Proto = r.Method, r.URL.Path, r.URL.RequestURI(), r.Host, r.Proto
 	e.UserAgent, e.ForwardedFor = r.Header.Get("User-Agent"), r.Header.Get("X-Forwarded-For")
@@ -274,7 +271,7 @@ func Begin(w http.ResponseWriter, r *http.Request, e *Exchange, bodyIdle time.Du
 		}
 		r.Body = b
 	}
-	return e.W, r
+	return &e.w, r
 }
 
 // AddReceived counts n request body bytes read from the client (the event
@@ -351,18 +348,4 @@ func From(ctx context.Context) *Exchange {
 		return e
 	}
 	return &Exchange{Start: time.Now()}
-}
-
-// Reply writes a response the agent makes itself: status, flag recorded,
-// and a short plain-text body that says why. Every answer in the app's
-// place goes through it (a decoration's Verdict, the forwarder's errors),
-// so those answers all look alike.
-func Reply(w http.ResponseWriter, r *http.Request, status int, f Flag, why string) {
-	From(r.Context()).AddFlag(f)
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Server", "veneer")
-	w.WriteHeader(status)
-	w.Write([]byte("veneer: " + why + "\n"))
 }

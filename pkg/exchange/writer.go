@@ -22,10 +22,6 @@ type Writer struct {
 	drop   bool // a replacement body went out: the app's is dropped
 	hooks  Responder
 	wentOn int
-
-	// Spelling, when set, re-keys the header to the names as the app spelled
-	// them, just before it is written and after the Response hooks.
-	Spelling interface{ Restore(http.Header) }
 }
 
 // Hooks makes the Response hooks of the first wentOn decorations of r run
@@ -48,9 +44,6 @@ func (w *Writer) WriteHeader(status int) {
 	e.Response = h
 	if w.hooks != nil {
 		w.hooks.Response(e, w.wentOn)
-	}
-	if w.Spelling != nil {
-		w.Spelling.Restore(h)
 	}
 	ct, body, ok := e.Replacement()
 	if !ok {

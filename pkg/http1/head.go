@@ -94,9 +94,14 @@ type Limits struct {
 	Fields int // header fields; over them, 431
 }
 
-// DefaultLimits are the agent's: a 64 KiB head (net/http's MaxHeaderBytes
-// as the agent sets it), an 8 KiB target, 100 fields (HAProxy's 101).
-var DefaultLimits = Limits{Head: 64 << 10, Target: 8 << 10, Fields: 100}
+// DefaultLimits are the agent's, for HTTP/1 and HTTP/2 alike: a 64 KiB
+// head (net/http's MaxHeaderBytes as the agent sets it for HTTP/2), an
+// 8 KiB target, 100 fields (HAProxy's 101).
+var DefaultLimits = Limits{Head: MaxHead, Target: 8 << 10, Fields: 100}
+
+// MaxHead is DefaultLimits' bound on a head, as a constant for the sizes
+// of buffers.
+const MaxHead = 64 << 10
 
 // Error is a message the agent refuses, with the status it answers.
 type Error struct {

@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/identity/testca"
 	"github.com/veneermesh/veneer/pkg/mtls"
@@ -31,18 +29,7 @@ func BenchmarkServeMTLS(b *testing.B) {
 	ca := testca.New(b, "veneer.bench")
 	server := benchSVID(b, ca, "spiffe://veneer.bench/ns/bench/sa/server")
 	client := benchSVID(b, ca, "spiffe://veneer.bench/ns/bench/sa/client")
-	cfg, err := config.Parse([]byte("default: {protocol: http, http: {requestId: true}}"), decor.Schema)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Apply(cfg); err != nil {
-		b.Fatal(err)
-	}
-	go s.Serve()
+	s := serving(b, Options{Access: io.Discard}, "default: {protocol: http, http: {requestId: true}}")
 	addr := onLoopWith(b, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, MTLS: proxy.MTLSStrict, SniffTimeout: time.Second}, server)
 	ccfg := mtls.Client(client, nil, nil)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")

@@ -1,5 +1,7 @@
 package httpproxy
 
+import "github.com/veneermesh/veneer/pkg/http1"
+
 // buffer holds the bytes read from one side of a session: b[off:end] read
 // and not yet consumed. During an exchange b[head:floor] is the message's
 // head, which the exchange's header views point into: making room moves
@@ -11,7 +13,7 @@ type buffer struct {
 }
 
 // maxBuf is a buffer's bound: a head at its limit (64 KiB) and some room.
-const maxBuf = maxHead + 4<<10
+const maxBuf = http1.MaxHead + 4<<10
 
 func (q *buffer) pending() []byte { return q.b[q.off:q.end] }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
@@ -51,23 +50,23 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 	}
 	rt := &route{chain: c, connect: t.Connect.D(), request: t.Request.D()}
 	if r, ok := config.Get[retry.Config](h, retry.Key); ok {
-		rt.retry = retry.New(r, roundTripper{s})
+		rt.retry = retry.New(r, roundTripper{})
 	}
 	rt.forward = s.forwarder(rt)
 	return rt, nil
 }
 
-// forwarder builds the route's forwarder on net/http's path (forward.go),
-// with its timeouts and retries.
+// forwarder builds the route's forwarder for HTTP/2 (forward.go), with
+// its timeouts and retries.
 func (s *Server) forwarder(r *route) http.Handler {
-	var rt http.RoundTripper = roundTripper{s}
+	var rt http.RoundTripper = roundTripper{}
 	if r.retry != nil {
 		rt = r.retry
 	}
-	f := &forwarder{rt: rt, connect: r.connect, request: r.request}
+	f := &forwarder{connect: r.connect, request: r.request}
 	f.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			hc := pr.In.Context().Value(connKey{}).(*conn)
+			hc := pr.In.Context().Value(connKey{}).(*h2conn)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = hc.dstAddr
 			pr.Out.Host = pr.In.Host
@@ -77,12 +76,11 @@ func (s *Server) forwarder(r *route) http.Handler {
 					pr.Out.Header[k] = v
 				}
 			}
-			dropExpect(pr.Out.Header)
-			if pr.In.ProtoMajor == 1 {
-				// Header names as the client spelled them (and the app's
-				// response's as the app spelled them: responseCase).
-				hc.names.Restore(pr.Out.Header)
-			}
+			// The agent answers Expect: 100-continue itself (net/http's
+			// server sends 100 Continue when the body is first read), so
+			// the app is not asked: its own would reach the client as a
+			// second one. Envoy does the same by default.
+			delete(pr.Out.Header, "Expect")
 		},
 		Transport:    rt,
 		BufferPool:   bufferPool{},
@@ -94,17 +92,6 @@ func (s *Server) forwarder(r *route) http.Handler {
 
 var errRequestTimeout = errors.New("request timeout")
 
-// responseCase is the HTTP/1.1 transports' GotConn hook: it learns which
-// app connection serves the request, so that the response's header names go
-// to the client as the app spelled them.
-func responseCase(req *http.Request, c net.Conn) {
-	if ac, ok := c.(*appConn); ok {
-		if w := exchange.From(req.Context()).W; w != nil {
-			w.Spelling = &ac.names
-		}
-	}
-}
-
 // connectTimeout bounds connecting to the app for the request of ctx: its
 // chain's, or 5s.
 func connectTimeout(ctx context.Context) time.Duration {
@@ -114,13 +101,14 @@ func connectTimeout(ctx context.Context) time.Duration {
 	return 5 * time.Second
 }
 
-// roundTripper picks HTTP/1.1 or h2c as the client used, and times the app.
-type roundTripper struct{ s *Server }
+// roundTripper sends a request over its connection's transport, and times
+// the app.
+type roundTripper struct{}
 
-func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	hc := req.Context().Value(connKey{}).(*conn)
-	resp, err := hc.transport(t.s, req.ProtoMajor == 2).RoundTrip(req)
+	hc := req.Context().Value(connKey{}).(*h2conn)
+	resp, err := hc.transport().RoundTrip(req)
 	if err == nil {
 		exchange.From(req.Context()).SetUpstreamTime(time.Since(start))
 	}
@@ -139,18 +127,18 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		// client that stalled mid-body. The app got a cut request, which it
 		// cannot take for a complete one.
 		w.Header().Set("Connection", "close")
-		exchange.Reply(w, r, http.StatusBadRequest, exchange.Malformed, "malformed or stalled request body")
+		exchange.Reply(w, r, exchange.BadBody)
 	case errors.Is(context.Cause(ctx), errRequestTimeout):
-		exchange.Reply(w, r, http.StatusGatewayTimeout, exchange.UpstreamTimeout, "the app did not answer within the request timeout")
+		exchange.Reply(w, r, exchange.TimedOut)
 	case ctx.Err() != nil:
 		exchange.From(ctx).AddFlag(exchange.DownstreamReset)
 		w.WriteHeader(499) // logged only: the client is gone
 	case retry.IsConnectFailure(err) || errors.Is(err, os.ErrDeadlineExceeded):
-		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamFailure, "the app is not reachable")
+		exchange.Reply(w, r, exchange.Unreachable)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		exchange.Reply(w, r, http.StatusServiceUnavailable, exchange.UpstreamReset, "the app closed the connection before answering")
+		exchange.Reply(w, r, exchange.ClosedEarly)
 	default:
-		exchange.Reply(w, r, http.StatusBadGateway, exchange.UpstreamReset, "the app's response was not valid HTTP")
+		exchange.Reply(w, r, exchange.InvalidResponse)
 	}
 }
 
@@ -208,10 +196,7 @@ func (rt *route) serve(w *exchange.Writer, r *http.Request, ex *exchange.Exchang
 	}
 	w.Hooks(rt.chain, at)
 	if v.Status != 0 {
-		if v.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
-		}
-		exchange.Reply(w, r, v.Status, v.Flag, v.Why)
+		exchange.Reply(w, r, v)
 		return
 	}
 	rt.forward.ServeHTTP(w, r)
@@ -222,7 +207,7 @@ func (rt *route) serve(w *exchange.Writer, r *http.Request, ex *exchange.Exchang
 func (rt *route) refuse(w *exchange.Writer, r *http.Request, ex *exchange.Exchange, status int, why string) {
 	n := rt.chain.Observers()
 	w.Hooks(rt.chain, n)
-	exchange.Reply(w, r, status, exchange.Malformed, why)
+	exchange.Reply(w, r, exchange.Refusal(status, why))
 	rt.chain.Done(ex, n)
 }
 

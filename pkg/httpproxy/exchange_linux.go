@@ -34,9 +34,15 @@ func (x *session) exchange() {
 		return
 	}
 	if x.respDone && x.coutOff == len(x.cout) {
-		if x.switched {
+		switch {
+		case x.switched && x.upStop:
+			x.abort(exchange.UpstreamReset)
+			return
+		case x.switched && x.reqDone:
 			x.startTunnel()
 			return
+		case x.switched:
+			return // the rest of the request's body goes first: the tunnel's bytes follow it
 		}
 		if !x.reqDone || x.upStop {
 			// The app answered before it took the whole body: the rest
@@ -180,7 +186,7 @@ func (x *session) bodyFailed(why string) {
 		return
 	}
 	x.closing = true
-	x.reply(http.StatusBadRequest, exchange.Malformed, "malformed or stalled request body", 0, x.wentOn)
+	x.reply(exchange.BadBody, x.wentOn)
 }
 
 // recvDown reads the app's response and sends it to the client.
@@ -352,6 +358,10 @@ func (x *session) gotHead(n int) {
 	if h.Status == http.StatusServiceUnavailable && x.retry(false, false, h.Status) {
 		return
 	}
+	if x.connect && h.Status < 300 {
+		x.switchProtocols(n) // RFC 9110 §9.3.6: the tunnel starts after the head; a body or framing it announces is ignored
+		return
+	}
 	x.respGot = true
 	ex := &x.ex
 	ex.SetUpstreamTime(time.Since(x.sentAt))
@@ -450,7 +460,7 @@ func named(name, buf []byte, spans []http1.Span) bool {
 // badResponse: the app's response was not valid HTTP; the client gets 502.
 func (x *session) badResponse(why string) {
 	x.ex.SetFailure("the app's response was not valid HTTP: " + why)
-	x.reply(http.StatusBadGateway, exchange.UpstreamReset, "the app's response was not valid HTTP", 0, x.wentOn)
+	x.reply(exchange.InvalidResponse, x.wentOn)
 }
 
 // abort ends an exchange whose response cannot be finished: half a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -27,12 +28,13 @@ import (
 // connections to the app, bodies streamed both ways and re-framed, every
 // wait a socket edge or a loop timer. No goroutine, no net/http type.
 //
-// What the loop does not serve goes to net/http's path with the bytes read
-// so far, at a request boundary, for the rest of the connection's life: a
-// request in absolute or authority form (a proxy's), CONNECT, an Upgrade
-// with a body, an Expect other than 100-continue, and HTTP/2's preface
-// (h2c). An Upgrade the app takes (its 101) turns the connection into a
+// Every HTTP/1 request is served here: a proxy's (a URL as its target, or
+// CONNECT), an Upgrade with or without a body, Expect (100-continue is
+// answered by the agent, anything else with 417). An Upgrade the app takes
+// (its 101), or a CONNECT it takes (its 2xx), turns the connection into a
 // tunnel on the loop: bytes both ways, as a connection forwarded as TCP.
+// Only HTTP/2's preface (h2c) leaves the loop, for net/http's HTTP/2
+// server, with the bytes read so far (handOff).
 
 // phase is where a session stands; each has its own deadline on timer.
 type phase uint8
@@ -87,14 +89,18 @@ type session struct {
 	req      http1.Head
 	reqH     http1.Header
 	nominate []http1.Span // the fields the request's Connection names
-	ex       exchange.Exchange
-	rt       *route
-	wentOn   int              // the decorations whose Request let it go on
-	hold     exchange.Verdict // what follows a delay
-	retrying bool             // a retry's backoff, counted in the budget
-	attempt  int              // retries so far
-	counted  bool             // the route's retrier counts this request in flight
-	open     bool             // an exchange began and its Done hooks have not run
+	// authority: the request's target was a URL, whose host goes to the
+	// app as the Host field (the target as its path). connect: CONNECT.
+	authority []byte
+	connect   bool
+	ex        exchange.Exchange
+	rt        *route
+	wentOn    int              // the decorations whose Request let it go on
+	hold      exchange.Verdict // what follows a delay
+	retrying  bool             // a retry's backoff, counted in the budget
+	attempt   int              // retries so far
+	counted   bool             // the route's retrier counts this request in flight
+	open      bool             // an exchange began and its Done hooks have not run
 
 	// The request to the app: the PROXY protocol header on a new
 	// connection, the head (kept whole, to be sent again on a fresh
@@ -315,15 +321,9 @@ func (x *session) begin(n int) {
 	h := &x.req
 	buf := x.in.b[x.in.off : x.in.off+n]
 	method := h.Method.Of(buf)
-	if h.Form != http1.Origin || h.Upgrade && (h.Length > 0 || h.Chunked) || h.Expect == http1.ExpectOther ||
-		string(method) == "CONNECT" || string(method) == "PRI" {
-		x.handOff()
-		return
-	}
-	target := h.Target.Of(buf)
-	path, err := requestPath(target)
+	target, path, err := x.target(h, buf, method)
 	if err != nil {
-		x.malformed(&http1.Error{Status: 400, Why: "the request target's path is not valid"})
+		x.malformed(err)
 		return
 	}
 	x.in.keep(n)
@@ -337,6 +337,9 @@ func (x *session) begin(n int) {
 	ex.TLS, ex.Principal = x.tls, x.principal
 	ex.Method, ex.Path, ex.Target = methodName(method), path, view(target)
 	ex.Host, ex.Proto = view(h.Host.Of(buf)), protos[h.Minor]
+	if x.authority != nil {
+		ex.Host = view(x.authority)
+	}
 	ex.UserAgent, ex.ForwardedFor = x.reqH.Get("User-Agent"), x.reqH.Get("X-Forwarded-For")
 	ex.Request = &x.reqH
 	x.rt = x.s.table.Load().route(ex.Port, path)
@@ -348,9 +351,50 @@ func (x *session) begin(n int) {
 	x.expect = h.Expect == http1.ExpectContinue && !x.reqDone
 	x.begun = false
 	x.open = true
+	if h.Expect == http1.ExpectOther {
+		// RFC 9110 §10.1.1: an expectation the agent cannot meet. The body
+		// is not read, so the connection closes after the answer.
+		x.reply(exchange.Refusal(http.StatusExpectationFailed, "the request's Expect is not 100-continue"), x.rt.chain.Observers())
+		return
+	}
 	var v exchange.Verdict
 	x.wentOn, v = x.rt.chain.Request(ex, 0)
 	x.verdict(v)
+}
+
+// target reads the request target of the head h in buf: the target sent
+// to the app, and the path its route and decorations see. A path (or *)
+// goes as it came. A URL (absolute form, a proxy's request) goes as its
+// path and query, its host standing for the Host field (x.authority), as
+// RFC 9112 §3.2.2 has an origin server read it. CONNECT's host:port goes as
+// it came, to an app that is a proxy: its 2xx makes the connection a
+// tunnel (tunnel_linux.go).
+func (x *session) target(h *http1.Head, buf, method []byte) (target []byte, path string, err error) {
+	target = h.Target.Of(buf)
+	x.authority, x.connect = nil, string(method) == "CONNECT"
+	switch {
+	case x.connect && (h.Form != http1.Authority || !http1.ValidAuthority(target)):
+		return nil, "", &http1.Error{Status: 400, Why: "CONNECT's target is not a host and a port"}
+	case x.connect && (h.Length > 0 || h.Chunked):
+		return nil, "", &http1.Error{Status: 400, Why: "a CONNECT request with a body"}
+	case x.connect:
+		return target, "", nil
+	case h.Form == http1.Asterisk:
+		return target, "*", nil
+	case h.Form == http1.Absolute:
+		authority, rest, e := http1.SplitAbsolute(target)
+		if e != nil {
+			return nil, "", e
+		}
+		x.authority, target = authority, rest
+		if len(rest) == 0 || rest[0] == '?' {
+			target = append([]byte{'/'}, rest...) // a URL without a path: rare enough to allocate
+		}
+	}
+	if path, err = requestPath(target); err != nil {
+		return nil, "", &http1.Error{Status: 400, Why: "the request target's path is not valid"}
+	}
+	return target, path, nil
 }
 
 var protos = [2]string{"HTTP/1.0", "HTTP/1.1"}
@@ -405,7 +449,7 @@ func (x *session) verdict(v exchange.Verdict) {
 		x.enter(holding)
 		x.arm(v.Delay)
 	case v.Status != 0:
-		x.reply(v.Status, v.Flag, v.Why, v.RetryAfter, x.wentOn)
+		x.reply(v, x.wentOn)
 	default:
 		x.forward()
 	}
@@ -421,7 +465,7 @@ func (x *session) held() {
 		return
 	}
 	if x.hold.Status != 0 {
-		x.reply(x.hold.Status, x.hold.Flag, x.hold.Why, x.hold.RetryAfter, x.wentOn)
+		x.reply(x.hold, x.wentOn)
 		return
 	}
 	var v exchange.Verdict
@@ -450,10 +494,15 @@ func (x *session) appendRequestHead(b []byte) []byte {
 	h, buf := &x.req, x.in.kept()
 	b = append(b, h.Method.Of(buf)...)
 	b = append(b, ' ')
-	b = append(b, h.Target.Of(buf)...)
+	b = append(b, x.ex.Target...)
 	b = append(b, " HTTP/1.1\r\n"...)
-	if h.Host.Len() == 0 {
-		// HTTP/1.0 without Host: net/http's path sends the app's address.
+	switch {
+	case x.authority != nil:
+		b = append(b, "Host: "...)
+		b = append(b, x.authority...)
+		b = append(b, '\r', '\n')
+	case h.Host.Len() == 0:
+		// HTTP/1.0 without Host: the app's address.
 		b = append(b, "Host: "...)
 		b = x.dst.AppendTo(b)
 		b = append(b, '\r', '\n')
@@ -478,7 +527,8 @@ func (x *session) skipRequestField(name []byte) bool {
 	if x.req.Upgrade && http1.FoldEqual(name, "upgrade") {
 		return false
 	}
-	return http1.Rewritten(name) || http1.FoldEqual(name, "expect") || named(name, x.in.kept(), x.nominate)
+	return http1.Rewritten(name) || http1.FoldEqual(name, "expect") || named(name, x.in.kept(), x.nominate) ||
+		x.authority != nil && http1.FoldEqual(name, "host")
 }
 
 // dial takes a pooled connection to the app, or connects anew.
@@ -596,9 +646,9 @@ func (x *session) appFailed(connect bool, why string) {
 	}
 	x.ex.SetFailure(why)
 	if connect {
-		x.reply(503, exchange.UpstreamFailure, "the app is not reachable", 0, x.wentOn)
+		x.reply(exchange.Unreachable, x.wentOn)
 	} else {
-		x.reply(503, exchange.UpstreamReset, "the app closed the connection before answering", 0, x.wentOn)
+		x.reply(exchange.ClosedEarly, x.wentOn)
 	}
 }
 
@@ -638,7 +688,7 @@ func (x *session) requestTimedOut() {
 	}
 	x.dropApp()
 	x.ex.SetFailure("request timeout")
-	x.reply(504, exchange.UpstreamTimeout, "the app did not answer within the request timeout", 0, x.wentOn)
+	x.reply(exchange.TimedOut, x.wentOn)
 	x.advance()
 }
 
@@ -672,29 +722,23 @@ func (x *session) malformed(err error) {
 	x.closing = true
 	x.reqDone = false
 	x.open = true
-	x.reply(e.Status, exchange.Malformed, "malformed request: "+e.Why, 0, x.rt.chain.Observers())
+	x.reply(exchange.Refusal(e.Status, "malformed request: "+e.Why), x.rt.chain.Observers())
 }
 
-// reply answers in the app's place: the status, the flag, and a short
-// plain-text body that says why (exchange.Reply's on net/http's path),
-// after the Response hooks of the first wentOn decorations.
-func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wentOn int) {
+// reply answers v in the app's place (exchange's answer.go says how), after
+// the Response hooks of the first wentOn decorations.
+func (x *session) reply(v exchange.Verdict, wentOn int) {
 	x.dropApp()
 	x.l.Disarm(&x.reqTimer)
 	ex := &x.ex
-	ex.AddFlag(f)
-	ex.Status = status
+	ex.AddFlag(v.Flag)
+	ex.Status = v.Status
 	x.wentOn = wentOn
 	x.respH.Reset(nil, nil)
-	x.respH.Set("Content-Type", "text/plain; charset=utf-8")
-	x.respH.Set("X-Content-Type-Options", "nosniff")
-	x.respH.Set("Server", "veneer")
-	if retryAfter > 0 {
-		x.respH.Set("Retry-After", strconv.Itoa(retryAfter))
-	}
+	exchange.AnswerFields(v, x.respH.Set)
 	ex.Response = &x.respH
 	x.rt.chain.Response(ex, wentOn)
-	body := []byte("veneer: " + why + "\n")
+	body := exchange.AnswerBody(v)
 	if ct, b, ok := ex.Replacement(); ok {
 		x.respH.Set("Content-Type", ct)
 		body = b
@@ -702,7 +746,7 @@ func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wen
 	if !x.reqDone {
 		x.closing = true // the body was not read: the connection cannot go on
 	}
-	x.cout = x.appendStatusLine(x.cout, status, nil)
+	x.cout = x.appendStatusLine(x.cout, v.Status, nil)
 	x.cout = x.respH.AppendFields(x.cout, nil)
 	x.cout = append(x.cout, "Content-Length: "...)
 	x.cout = strconv.AppendInt(x.cout, int64(len(body)), 10)
@@ -717,8 +761,8 @@ func (x *session) reply(status int, f exchange.Flag, why string, retryAfter, wen
 	x.enter(exchanging)
 }
 
-// handOff gives the connection to net/http's path, with what was read and
-// not consumed replayed first: for a request the loop does not serve.
+// handOff gives the connection to net/http's HTTP/2 server (h2.go), with
+// what was read and not consumed replayed first: HTTP/2's preface came.
 func (x *session) handOff() {
 	pre := append([]byte(nil), x.in.pending()...)
 	x.done = true
@@ -728,6 +772,9 @@ func (x *session) handOff() {
 	x.in.release(x.ls)
 	delete(x.ls.sessions, x)
 	x.s.liveCount.Add(-1)
+	if x.appKey.own != nil {
+		x.ls.closeKey(x.appKey)
+	}
 	nc, err := x.l.Leave(&x.client)
 	received, sent := x.received-int64(len(pre)), x.sent // the replay counts pre again
 	if err != nil {
@@ -736,11 +783,8 @@ func (x *session) handOff() {
 		return
 	}
 	closed := x.closed
-	if x.appKey.own != nil {
-		x.ls.closeKey(x.appKey)
-	}
-	x.s.ServeConn(proxy.Handoff{Conn: nc, Pre: pre, Client: x.peer, Dst: x.dst, TLS: x.tls, Principal: x.principal, Dial: x.dialOwn,
-		Closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }})
+	x.s.serveH2(&h2conn{Conn: nc, pre: pre, client: x.peer, dst: x.dst, tls: x.tls, principal: x.principal, dialOwn: x.dialOwn,
+		closed: func(r, s int64, end string) { closed(received+r, sent+s, end) }})
 }
 
 // endExchange ends the exchange for the decorations: their Done hooks,

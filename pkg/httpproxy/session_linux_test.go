@@ -10,11 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
 
@@ -58,18 +53,7 @@ func (s *Server) pooled(dst netip.AddrPort) int {
 // agent could have known about, and nothing left in the pool.
 func TestPooledConnectionClosedByTheApp(t *testing.T) {
 	app := closingApp(t, 50*time.Millisecond)
-	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve()
+	s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 	addr := onLoop(t, s, app)
 	c, err := net.Dial("tcp", addr.String())
 	if err != nil {
@@ -149,18 +133,7 @@ func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 		t.Run(tc.method, func(t *testing.T) {
 			var read atomic.Int64
 			app := racingApp(t, &read)
-			s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Apply(cfg); err != nil {
-				t.Fatal(err)
-			}
-			go s.Serve()
+			s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 			addr := onLoop(t, s, app)
 			c, err := net.Dial("tcp", addr.String())
 			if err != nil {
@@ -220,18 +193,7 @@ func TestProxyProtocolConnectionsAreTheClients(t *testing.T) {
 		}
 	}()
 	app := netip.MustParseAddrPort(ln.Addr().String())
-	s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte("default: {protocol: http}"), decor.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve()
+	s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1}, nil)
 	for client := range 2 {
 		c, err := net.Dial("tcp", addr.String())

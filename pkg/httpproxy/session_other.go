@@ -2,6 +2,11 @@
 
 package httpproxy
 
+import "github.com/veneermesh/veneer/pkg/proxy"
+
 // closeSessions has no loop sessions to close off Linux: every connection
 // is served by net/http's path there.
 func (s *Server) closeSessions(all bool) {}
+
+// ServeLoop is never called off Linux: the proxy has no loop there.
+func (s *Server) ServeLoop(c proxy.LoopConn) {}

@@ -11,10 +11,11 @@ import (
 	"time"
 )
 
-// upgradeApp takes "Upgrade: shout" on /up: its 101 comes with the
-// first bytes of the new protocol ("early"), then it echoes what it reads
-// in capitals until the client's end, answers "bye" and closes. On
-// /decline it answers as if Upgrade were not there.
+// upgradeApp takes "Upgrade: shout" on /up: it reads the request's body,
+// and its 101 (with the body in X-Body) comes with the first bytes of the
+// new protocol ("early"), then it echoes what it reads in capitals until
+// the client's end, answers "bye" and closes. On /decline it answers as if
+// Upgrade were not there.
 func upgradeApp(t *testing.T) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/up" {
@@ -25,24 +26,35 @@ func upgradeApp(t *testing.T) http.Handler {
 			http.Error(w, "Upgrade or Connection not passed on: "+r.Header.Get("Upgrade")+"/"+r.Header.Get("Connection"), 400)
 			return
 		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\nX-App: yes\r\n\r\nearly")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\nX-App: yes\r\nX-Body: " + string(body) + "\r\n\r\nearly")
 		brw.Flush()
-		b := make([]byte, 4096)
-		for {
-			n, err := brw.Read(b)
-			c.Write(bytes.ToUpper(b[:n]))
-			if err != nil {
-				break
-			}
-		}
-		io.WriteString(c, "bye")
+		shout(c, brw)
 	})
+}
+
+// shout echoes what it reads from brw to c in capitals until the client's
+// end, then says "bye".
+func shout(c net.Conn, brw *bufio.ReadWriter) {
+	b := make([]byte, 4096)
+	for {
+		n, err := brw.Read(b)
+		c.Write(bytes.ToUpper(b[:n]))
+		if err != nil {
+			break
+		}
+	}
+	io.WriteString(c, "bye")
 }
 
 // sessions counts the loops' sessions.
@@ -139,5 +151,39 @@ func TestUpgradeTunnelIsOpaque(t *testing.T) {
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(bufio.NewReader(br), got); err != nil || string(got) != want {
 		t.Fatalf("%q, %v; want %q", got, err, want)
+	}
+}
+
+// An Upgrade with a body is served on the loop: the body goes to the app
+// whole (re-framed when chunked), then the bytes the client sent after it
+// are the tunnel's first, whether they came in the same write or later.
+func TestUpgradeWithABody(t *testing.T) {
+	l := newLoopServer(t, upgradeApp(t))
+	for _, framing := range []string{
+		"Content-Length: 5\r\n\r\nhello",
+		"Transfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=y\r\nllo\r\n0\r\n\r\n",
+	} {
+		c, br := l.conn(t)
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: app\r\nUpgrade: shout\r\nConnection: Upgrade\r\n"+framing+"after ")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 101 || resp.Header.Get("X-Body") != "hello" {
+			t.Fatalf("%q: response %d %v; want 101 with the app's X-Body: hello", framing, resp.StatusCode, resp.Header)
+		}
+		if n := l.s.sessions(); n != 1 {
+			t.Errorf("%d sessions on the loop during the tunnel; want 1 (not handed to net/http)", n)
+		}
+		io.WriteString(c, "more")
+		want := "earlyAFTER MORE"
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+			t.Fatalf("%q: after the 101: %q, %v; want %q", framing, got, err, want)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(br); err != nil || string(rest) != "bye" {
+			t.Fatalf("%q: after the client's half-close: %q, %v; want \"bye\"", framing, rest, err)
+		}
 	}
 }

@@ -186,43 +186,10 @@ func (c *conn) closed(received, sent int64, end string) {
 	ev.Msg("connection closed")
 }
 
-// handOff passes the connection to the HTTP server as net.Conns, with the
-// bytes the sniff read, and the app connection it dialled if any: they
-// leave the loop, and no event of theirs reaches it again.
-func (c *conn) handOff() verdict {
-	if ls, ok := c.s.http.(LoopServer); ok && c.down.Idle() {
-		return c.keepOnLoop(ls)
-	}
-	c.done = true
-	c.l.Disarm(&c.timer)
-	h := c.handoff(nil, nil)
-	if pre := c.up.Pending(); len(pre) > 0 {
-		h.Pre = append([]byte(nil), pre...)
-	}
-	c.up.Release(c.l)
-	c.down.Release(c.l)
-	var err error
-	h.Conn, err = c.l.Leave(&c.client)
-	if err == nil && c.app.FD >= 0 {
-		if h.App, err = c.l.Leave(&c.app); err != nil {
-			h.Conn.Close()
-		}
-	}
-	c.started()
-	c.s.onLoop.Add(-1)
-	if err != nil {
-		c.s.log.Warn().Err(err).Stringer("client", c.peer).Msg("handing the connection to the HTTP server failed")
-		c.closed(0, 0, endUnreachable)
-		return gone
-	}
-	c.s.http.ServeConn(h)
-	return gone
-}
-
-// keepOnLoop gives the connection to the HTTP server's handler on this
+// handOff gives the connection to the HTTP server's handler on this
 // loop: its sockets stay registered, and its record here ends. In tproxy
 // mode and with the PROXY protocol its connections to the app are its own.
-func (c *conn) keepOnLoop(ls LoopServer) verdict {
+func (c *conn) handOff() verdict {
 	if c.mesh != nil && c.mesh.tls == nil {
 		return c.refusePeer(errNoIdentity)
 	}
@@ -230,7 +197,8 @@ func (c *conn) keepOnLoop(ls LoopServer) verdict {
 	c.l.Disarm(&c.timer)
 	c.l.Disarm(&c.again)
 	lc := LoopConn{Loop: c.l, Client: c.client, App: c.app, Pre: c.up.Pending(), Peer: c.peer, Dst: c.dst,
-		Prepare: c.prepare, Closed: c.closed, TLS: c.tls, Principal: c.principal, Handshook: c.s.countHandshake}
+		Prepare: c.prepare, Closed: c.closed, TLS: c.tls, Principal: c.principal, Handshook: c.s.countHandshake,
+		Dial: c.dialer()}
 	if c.mesh != nil {
 		lc.Upstream = c.mesh.tls
 	}
@@ -238,10 +206,9 @@ func (c *conn) keepOnLoop(ls LoopServer) verdict {
 		lc.Header = proxyproto.Header(v, c.peer, c.dst)
 	}
 	lc.Own = c.s.cfg.Mark != 0 || lc.Header != nil
-	lc.Dial = c.handoff(nil, nil).Dial
 	c.started()
 	c.s.onLoop.Add(-1)
-	ls.ServeLoop(lc)
+	c.s.http.ServeLoop(lc)
 	c.up.Release(c.l) // after ServeLoop took a copy of Pre
 	c.down.Release(c.l)
 	return gone

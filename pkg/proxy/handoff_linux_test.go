@@ -16,10 +16,21 @@ import (
 	"github.com/veneermesh/veneer/pkg/loop"
 )
 
-// fakeHTTP takes the connections handed to the HTTP server.
-type fakeHTTP struct{ got chan Handoff }
+// fakeHTTP takes the connections handed to the HTTP server, the client's
+// socket taken off the loop as a net.Conn for the test to serve.
+type fakeHTTP struct{ got chan handed }
 
-func (f *fakeHTTP) ServeConn(h Handoff) { f.got <- h }
+type handed struct {
+	LoopConn
+	Pre  []byte   // a copy: LoopConn's is valid during ServeLoop only
+	Conn net.Conn // the client, off the loop
+}
+
+func (f *fakeHTTP) ServeLoop(c LoopConn) {
+	h := handed{LoopConn: c, Pre: append([]byte(nil), c.Pre...)}
+	h.Conn, _ = c.Loop.Leave(&c.Client)
+	f.got <- h
+}
 
 func autoPorts(s *Server) {
 	s.SetPolicies(&Policies{Default: &Policy{Protocol: ProtoAuto, SniffTimeout: time.Minute}})
@@ -38,28 +49,31 @@ func loopConns(s *Server) int {
 	return n
 }
 
-// A connection whose first bytes are HTTP leaves the loop as a net.Conn
-// with those bytes, before any dial; the loop holds nothing of it after,
-// and the net.Conn carries the rest both ways.
+// A connection whose first bytes are HTTP goes to the HTTP server with
+// those bytes, before any dial; the proxy's record of it ends there, and
+// its socket carries the rest both ways.
 func TestHandOffHTTP(t *testing.T) {
-	http := &fakeHTTP{got: make(chan Handoff, 1)}
+	http := &fakeHTTP{got: make(chan handed, 1)}
 	dst := app(t, echo)
 	s, _, addr := start(t, dst, Config{HTTP: http})
 	autoPorts(s)
 	c := dial(t, addr)
 	c.Write([]byte("GET / HTTP/1.1\r\n"))
-	var h Handoff
+	var h handed
 	select {
 	case h = <-http.got:
 	case <-time.After(10 * time.Second):
 		t.Fatal("an HTTP request line was never handed off")
 	}
 	defer h.Conn.Close()
-	if !strings.HasPrefix(string(h.Pre), "GET / HTTP/1.1\r\n") || h.App != nil || h.Dst != dst {
-		t.Fatalf("handoff: pre %q, app %v, dst %v; want the request line, no app connection, dst %v", h.Pre, h.App, h.Dst, dst)
+	if h.Conn == nil {
+		t.Fatal("the handed connection's socket could not leave the loop")
+	}
+	if !strings.HasPrefix(string(h.Pre), "GET / HTTP/1.1\r\n") || h.App.FD >= 0 || h.Dst != dst {
+		t.Fatalf("handoff: pre %q, app fd %d, dst %v; want the request line, no app connection, dst %v", h.Pre, h.App.FD, h.Dst, dst)
 	}
 	if n := loopConns(s); n != 0 {
-		t.Errorf("the loop still holds %d sockets of a connection handed off", n)
+		t.Errorf("the proxy's loop still holds %d records of a connection handed off", n)
 	}
 	c.Write([]byte("Host: x\r\n\r\n"))
 	rest := make([]byte, len("Host: x\r\n\r\n")-(len(h.Pre)-len("GET / HTTP/1.1\r\n")))
@@ -79,7 +93,7 @@ func TestHandOffHTTP(t *testing.T) {
 // On an auto port a silent client whose app speaks first is forwarded as
 // TCP once the app speaks, not after the sniff timeout (a minute here).
 func TestAutoServerFirstNeverStalls(t *testing.T) {
-	http := &fakeHTTP{got: make(chan Handoff, 1)}
+	http := &fakeHTTP{got: make(chan handed, 1)}
 	dst := app(t, func(c *net.TCPConn) {
 		c.Write([]byte("220 hello\r\n"))
 		io.Copy(c, c)

@@ -202,16 +202,18 @@ func (s *Server) dialPeer(ctx context.Context, client, dst netip.AddrPort, pol *
 	return tc, nil
 }
 
-// handoff is the connection as the HTTP server takes it, over nc.
-func (c *conn) handoff(nc net.Conn, pre []byte) Handoff {
-	h := Handoff{Conn: nc, Pre: pre, Client: c.peer, Dst: c.dst, Closed: c.closed, TLS: c.tls, Principal: c.principal}
+// dialer opens this client's own connections to the app from a goroutine
+// (for HTTP/2, which the HTTP server hands to net/http's): with mTLS to a
+// meshed peer, from the client's address in tproxy mode, with its PROXY
+// protocol header. Nil when the shared pool serves.
+func (c *conn) dialer() func(ctx context.Context) (net.Conn, error) {
 	switch {
 	case c.mesh != nil:
-		peer := c.mesh
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialPeer(ctx, c.peer, c.dst, c.pol, peer) }
+		peer, pol := c.mesh, c.pol
+		return func(ctx context.Context) (net.Conn, error) { return c.s.dialPeer(ctx, c.peer, c.dst, pol, peer) }
 	case c.s.cfg.Mark != 0 || c.pol.ProxyProtocol != 0:
 		pol := c.pol
-		h.Dial = func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
+		return func(ctx context.Context) (net.Conn, error) { return c.s.dialGo(ctx, c.peer, c.dst, pol) }
 	}
-	return h
+	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/loop"
 )
@@ -27,11 +26,18 @@ const (
 	MTLSStrict     = "strict"     // mTLS from meshed peers only: anything else is reset
 )
 
+// Authorizer decides whether a client may connect: by its address and, a
+// meshed peer, its verified ID (method and path are empty at L4). The
+// port's authorization rules (pkg/decor/authz) are one.
+type Authorizer interface {
+	Allowed(method, path string, client netip.Addr, principal string) bool
+}
+
 // Policy is what the proxy does with connections to one port.
 type Policy struct {
 	Protocol     string
 	SniffTimeout time.Duration
-	Authz        *authz.Authz // nil: every client allowed
+	Authz        Authorizer // nil: every client allowed
 	// ProxyProtocol is the PROXY protocol version (1 or 2) written to the
 	// app at the start of every connection; 0: none.
 	ProxyProtocol int
@@ -84,38 +90,10 @@ func (ps *Policies) For(p uint16) *Policy {
 // is given a config, and without an HTTP server.
 var defaultPolicies = &Policies{Default: &Policy{Protocol: ProtoTCP}}
 
-// Handoff is a connection found to carry HTTP, with what the proxy knows.
-type Handoff struct {
-	Conn   net.Conn
-	Pre    []byte         // bytes already read from Conn while sniffing
-	Client netip.AddrPort // the real client
-	Dst    netip.AddrPort // the original destination: the app
-	App    net.Conn       // a connection to the app opened while sniffing, or nil
-	// Dial, when set, opens this client's own connections to the app: in
-	// tproxy mode they come from the client's address, with the PROXY
-	// protocol they start with the client's header. Such connections must
-	// never serve another client. Nil: connections to the app are shared.
-	Dial func(ctx context.Context) (net.Conn, error)
-	// Closed is called once, when the connection closes, with the bytes
-	// each way and how it ended.
-	Closed func(received, sent int64, end string)
-	// TLS: the connection is veneer's mTLS, from a meshed client whose
-	// verified SPIFFE ID is Principal (inbound), or to a meshed peer that
-	// Dial reaches with mTLS (outbound).
-	TLS       bool
-	Principal string
-}
-
-// HTTPServer takes the connections that carry HTTP.
+// HTTPServer serves the connections found to carry HTTP, on the loop
+// that accepted them: their sockets stay registered where they are and are
+// given to the server's handler (pkg/httpproxy's session).
 type HTTPServer interface {
-	ServeConn(h Handoff)
-}
-
-// LoopServer is an HTTPServer that also serves connections on the loop
-// that accepted them, without a hand-off: the connection's sockets stay
-// registered where they are and are given to the server's handler.
-type LoopServer interface {
-	HTTPServer
 	ServeLoop(c LoopConn)
 }
 
@@ -148,9 +126,9 @@ type LoopConn struct {
 	// is what each new one starts with.
 	Own    bool
 	Header []byte
-	// Dial opens this client's own connection to the app from a
-	// goroutine, for a request the loop hands to net/http (h2c, CONNECT);
-	// nil: net/http's shared pool.
+	// Dial opens this client's own connection to the app (with mTLS, to a
+	// meshed peer) from a goroutine, for HTTP/2, which the server hands to
+	// net/http's; nil: net/http's shared pool.
 	Dial func(ctx context.Context) (net.Conn, error)
 }
 

@@ -84,14 +84,3 @@ func TestForwardStreams(t *testing.T) {
 		t.Errorf("first event %q, %v: want it before the app ends the response", buf, err)
 	}
 }
-
-func TestIsEventStream(t *testing.T) {
-	for ct, want := range map[string]bool{
-		"text/event-stream": true, "Text/Event-Stream; charset=utf-8": true, "text/event-stream ;x=1": true,
-		"text/event-streams": false, "text/html": false, "": false,
-	} {
-		if got := isEventStream(ct); got != want {
-			t.Errorf("isEventStream(%q) = %v; want %v", ct, got, want)
-		}
-	}
-}

@@ -10,12 +10,6 @@ import (
 	"os"
 	"strconv"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/decor"
 )
 
 // everyDecoration is make bench's config with every decoration configured
@@ -39,18 +33,7 @@ func BenchmarkServe(b *testing.B) {
 		{"chain=every", string(every)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			cfg, err := config.Parse([]byte(c.yaml), decor.Schema)
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := New(zerolog.Nop(), Options{Access: io.Discard}, prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.Apply(cfg); err != nil {
-				b.Fatal(err)
-			}
-			go s.Serve()
+			s := serving(b, Options{Access: io.Discard}, c.yaml)
 			addr := onLoop(b, s, app)
 
 			req := []byte("GET /bench HTTP/1.1\r\nHost: app\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/config"
 	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/http1"
 	"github.com/veneermesh/veneer/pkg/identity"
 	"github.com/veneermesh/veneer/pkg/proxy"
 )
@@ -53,11 +54,20 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 	for _, f := range options {
 		f(&o)
 	}
+	s := serving(t, o, "default: {protocol: http, http: {requestId: true}}")
+	appAddr := netip.MustParseAddrPort(a.Listener.Addr().String())
+	return &loopServer{s: s, app: appAddr, access: access, proxy: onLoop(t, s, appAddr)}
+}
+
+// serving is a Server with the config text applied, serving net/http's
+// side until the test ends (onLoop's cleanup shuts it down).
+func serving(t testing.TB, o Options, text string) *Server {
+	t.Helper()
 	s, err := New(zerolog.Nop(), o, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte("default: {protocol: http, http: {requestId: true}}"), decor.Schema)
+	cfg, err := config.Parse([]byte(text), decor.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +75,7 @@ func newLoopServer(t testing.TB, app http.Handler, options ...func(*Options)) *l
 		t.Fatal(err)
 	}
 	go s.Serve()
-	appAddr := netip.MustParseAddrPort(a.Listener.Addr().String())
-	return &loopServer{s: s, app: appAddr, access: access, proxy: onLoop(t, s, appAddr)}
+	return s
 }
 
 // onLoop puts a proxy on an event loop of its own in front of s, with app
@@ -218,7 +227,7 @@ func TestLoopFramingAndKeepAlive(t *testing.T) {
 	}
 	// The agent's own answer, of a length it knows only at the end, has a
 	// Content-Length; Connection: close ends the connection after it.
-	resp, body = roundTrip(t, c, br, "GET", "GET /"+strings.Repeat("a", maxURI)+" HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+	resp, body = roundTrip(t, c, br, "GET", "GET /"+strings.Repeat("a", http1.DefaultLimits.Target)+" HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
 	if resp.StatusCode != http.StatusRequestURITooLong || resp.ContentLength != int64(len(body)) || !resp.Close {
 		t.Errorf("long URI: %d, length %d of %d, close %v", resp.StatusCode, resp.ContentLength, len(body), resp.Close)
 	}
@@ -282,8 +291,9 @@ func TestLoopHandsOff(t *testing.T) {
 // and the access log says 499 DC (downstream connection termination), as
 // Envoy's does.
 func TestLoopClientGone(t *testing.T) {
-	cancelled := make(chan struct{})
+	cancelled, arrived := make(chan struct{}), make(chan struct{})
 	l := newLoopServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
 		select {
 		case <-r.Context().Done():
 			close(cancelled)
@@ -292,7 +302,11 @@ func TestLoopClientGone(t *testing.T) {
 	}))
 	c, _ := l.conn(t)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n")
-	time.Sleep(watchAfter + 50*time.Millisecond) // the request is in the app, watched
+	select {
+	case <-arrived: // the request is in the app
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached the app")
+	}
 	c.Close()
 	select {
 	case <-cancelled:
