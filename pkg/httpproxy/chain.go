@@ -142,9 +142,9 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// bufferPool lends ReverseProxy its copy buffers (the forwarder's copyBody
-// takes them from buffers directly). It pools array pointers: a slice put
-// in a sync.Pool would allocate its header on every Put.
+// bufferPool lends ReverseProxy its copy buffers. It pools array
+// pointers: a slice put in a sync.Pool would allocate its header on every
+// Put.
 type bufferPool struct{}
 
 const bufSize = 32 << 10
@@ -164,7 +164,7 @@ func (bufferPool) Put(b []byte) {
 type route struct {
 	prefix  string
 	chain   *decor.Chain
-	forward http.Handler // net/http's path
+	forward http.Handler // HTTP/2's (forward.go)
 	// The loop's path reads these itself: the connect and request
 	// timeouts (0: none) and the retry policy (nil: none).
 	connect, request time.Duration

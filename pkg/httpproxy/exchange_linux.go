@@ -102,7 +102,7 @@ func (x *session) sendUp() {
 		}
 		if x.expect && !x.continued && x.in.empty() {
 			// The client waits for this before its body; the app was not
-			// asked (Expect is not forwarded), as on net/http's path.
+			// asked (Expect is not forwarded), as for HTTP/2 (forwarder).
 			x.continued = true
 			x.cout = append(x.cout, "HTTP/1.1 100 Continue\r\n\r\n"...)
 			return // recvDown sends it

@@ -634,8 +634,7 @@ func (x *session) appFailed(connect bool, why string) {
 	x.dropApp()
 	x.resp.Reset()
 	// Only what may be sent twice (RFC 9110 9.2.2): the app may have
-	// acted on the request before it closed. net/http's path does the same
-	// (pkg/upstream).
+	// acted on the request before it closed.
 	replayable := !x.upBytes && !x.expect && x.reqDone && retry.Idempotent(x.ex.Method)
 	if reused && !connect && replayable {
 		x.dial() // a keep-alive connection the app closed as the request went: not the app failing

@@ -4,8 +4,8 @@ package httpproxy
 
 import "github.com/veneermesh/veneer/pkg/proxy"
 
-// closeSessions has no loop sessions to close off Linux: every connection
-// is served by net/http's path there.
+// closeSessions has no loop sessions to close off Linux: the proxy does
+// not run there (it needs epoll and splice), so nothing is served.
 func (s *Server) closeSessions(all bool) {}
 
 // ServeLoop is never called off Linux: the proxy has no loop there.
