@@ -86,6 +86,22 @@ type session struct {
 
 	in buffer // the client's bytes; in[head:floor] the request's head
 
+	// The response is read from the app into rin, its head kept there for
+	// the exchange's life.
+	rin buffer
+
+	ex exchange.Exchange // the exchange's record, for the decorations: begin resets it
+	exchangeState
+
+	// The tunnel after a 101: client to app, app to client.
+	up, down loop.Flow
+	preUp    int64      // bytes of up that came with the request head, counted already
+	again    loop.Timer // another turn for a flow that yielded
+}
+
+// exchangeState is what one exchange of a session keeps: begin starts it,
+// finish clears it whole (reset).
+type exchangeState struct {
 	req      http1.Head
 	reqH     http1.Header
 	nominate []http1.Span // the fields the request's Connection names
@@ -93,14 +109,13 @@ type session struct {
 	// app as the Host field (the target as its path). connect: CONNECT.
 	authority []byte
 	connect   bool
-	ex        exchange.Exchange
 	rt        *route
 	wentOn    int              // the decorations whose Request let it go on
 	hold      exchange.Verdict // what follows a delay
 	retrying  bool             // a retry's backoff, counted in the budget
 	attempt   int              // retries so far
 	counted   bool             // the route's retrier counts this request in flight
-	open      bool             // an exchange began and its Done hooks have not run
+	open      bool             // the exchange began and its Done hooks have not run
 
 	// The request to the app: the PROXY protocol header on a new
 	// connection, the head (kept whole, to be sent again on a fresh
@@ -120,9 +135,7 @@ type session struct {
 	expect    bool // the client waits for 100 Continue before its body
 	continued bool // the agent sent it
 
-	// The response: read from the app into rin, its head kept there for
-	// the exchange's life.
-	rin          buffer
+	// The response.
 	resp         http1.Head
 	respH        http1.Header
 	respNominate []http1.Span // the fields the response's Connection names
@@ -137,12 +150,30 @@ type session struct {
 	appKeep      bool   // the app's connection may serve another request
 	cout         []byte // for the client: heads, framing, the agent's answers
 	coutOff      int
-	switched     bool // the app took the Upgrade: a tunnel once its 101 is out
+	switched     bool // the app took the Upgrade (or CONNECT): a tunnel once its head is out
+}
 
-	// The tunnel after a 101: client to app, app to client.
-	up, down loop.Flow
-	preUp    int64      // bytes of up that came with the request head, counted already
-	again    loop.Timer // another turn for a flow that yielded
+// reset clears e whole for the next exchange, keeping the memory of its
+// slices (but a large answer's or body's).
+func (e *exchangeState) reset() {
+	next := exchangeState{req: e.req, reqH: e.reqH, nominate: e.nominate[:0], out: e.out[:0], frame: small(e.frame),
+		reqDec: e.reqDec, resp: e.resp, respH: e.respH, respNominate: e.respNominate[:0], respDec: e.respDec, cout: small(e.cout)}
+	next.req.Reset()
+	next.resp.Reset()
+	next.reqH.Reset(nil, nil)
+	next.respH.Reset(nil, nil)
+	next.reqDec.Reset()
+	next.respDec.Reset()
+	*e = next
+}
+
+// small is b emptied, or nil when it grew large: not kept for the
+// connection's life.
+func small(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // bodyMode is how a response's body is delimited.
@@ -821,33 +852,14 @@ func (x *session) finish() {
 		}
 	}
 	x.rin.release(x.ls)
-	x.reset()
+	x.served = true
+	x.exchangeState.reset()
 	if x.closing {
 		x.closeWrite()
 		return
 	}
 	x.in.forget() // the head is no longer needed
 	x.enter(reading)
-}
-
-// reset clears what one exchange kept.
-func (x *session) reset() {
-	x.served = true
-	x.req.Reset()
-	x.resp.Reset()
-	x.reqDec.Reset()
-	x.respDec.Reset()
-	x.attempt, x.upBytes, x.upStop, x.expect, x.continued = 0, false, false, false, false
-	x.respGot, x.headSent, x.respDone, x.drop, x.appKeep, x.chunkOut, x.switched = false, false, false, false, false, false, false
-	x.mode, x.respLeft = noBody, 0
-	x.cout, x.coutOff = x.cout[:0], 0
-	x.out, x.outOff, x.frame, x.frameOff = x.out[:0], 0, x.frame[:0], 0
-	if cap(x.cout) > 64<<10 {
-		x.cout = nil // a large answer: not kept for the connection's life
-	}
-	if cap(x.frame) > 64<<10 {
-		x.frame = nil
-	}
 }
 
 // closeWrite ends a connection after its last response: the write side
