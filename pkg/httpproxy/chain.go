@@ -56,7 +56,7 @@ func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
 	return rt, nil
 }
 
-// forwarder builds the route's forwarder for HTTP/2 (forward.go), with
+// forwarder builds the route's forwarder for HTTP/2 (h2.go), with
 // its timeouts and retries.
 func (s *Server) forwarder(r *route) http.Handler {
 	var rt http.RoundTripper = roundTripper{}
@@ -164,7 +164,7 @@ func (bufferPool) Put(b []byte) {
 type route struct {
 	prefix  string
 	chain   *decor.Chain
-	forward http.Handler // HTTP/2's (forward.go)
+	forward http.Handler // HTTP/2's (h2.go)
 	// The loop's path reads these itself: the connect and request
 	// timeouts (0: none) and the retry policy (nil: none).
 	connect, request time.Duration

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -189,3 +190,22 @@ func (h *handoff) Close() error {
 }
 
 func (h *handoff) Addr() net.Addr { return &net.TCPAddr{} }
+
+// forwarder sends an HTTP/2 request to the app, the original destination
+// of the client's connection, through ReverseProxy: keeping its Host and
+// its own forwarding headers, within the route's connect and request
+// timeouts.
+type forwarder struct {
+	rp               *httputil.ReverseProxy
+	connect, request time.Duration
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	exchange.From(r.Context()).ConnectTimeout = f.connect
+	if f.request > 0 {
+		ctx, cancel := context.WithTimeoutCause(r.Context(), f.request, errRequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	f.rp.ServeHTTP(w, r)
+}

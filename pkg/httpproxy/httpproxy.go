@@ -4,7 +4,7 @@
 // pooled keep-alive connections.
 //
 // HTTP/1 is served on the event loop that accepted the connection, and
-// nowhere else (session_linux.go, exchange_linux.go, apps_linux.go): heads
+// nowhere else (session_linux.go, forward_linux.go, perloop_linux.go): heads
 // parsed in place by pkg/http1, bodies streamed and re-framed, the loop's
 // own connections to the app (pooled per app, per meshed peer over mTLS,
 // or per client in tproxy mode and with the PROXY protocol), every wait a
