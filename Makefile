@@ -75,7 +75,7 @@ bin/etcd:
 	cd test/tools/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
 
 # veneer in a real Kubernetes (test/kubernetes): a single-node cluster made
-# by pkg/localcluster from upstream binaries, in a namespace, a folder and
+# by pkg/testbed/localcluster from upstream binaries, in a namespace, a folder and
 # a cgroup of its own, with images made without Docker; the tests apply the
 # manifests users apply, then the cluster is removed, also when a test
 # fails or the test binary dies (localcluster down, after the tests).
@@ -131,7 +131,7 @@ bench: deps build bin/jaeger
 	@[ -x bin/fortio ] || GOBIN=$(CURDIR)/bin CGO_ENABLED=0 $(GO) install fortio.org/fortio@v1.66.0
 	$(GO) run ./test/bench -bin bin -rounds 5 -duration 3s -two-workers -perf -mesh -jaeger bin/jaeger $(BENCHFLAGS) | tee bench.md
 
-FUZZ := looptls:FuzzRecords sniff:FuzzClassify sniff:FuzzPeerHello config:FuzzParse inject:FuzzInject capture:FuzzPlan httpproxy:FuzzLoop http1:FuzzRequest http1:FuzzChunked
+FUZZ := datapath/looptls:FuzzRecords datapath/sniff:FuzzClassify datapath/sniff:FuzzPeerHello agent/config:FuzzParse kube/inject:FuzzInject intercept/capture:FuzzPlan datapath/httpproxy:FuzzLoop datapath/http1:FuzzRequest datapath/http1:FuzzChunked
 # A count, not a duration: with -fuzztime=3s, Go 1.26's fuzz coordinator can
 # report "context deadline exceeded" as a failure when the time runs out
 # while a worker is mid-input (golang/go#75804, fixed in Go 1.27; seen once

@@ -18,9 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor"
-	"github.com/veneermesh/veneer/pkg/inject"
+	"github.com/veneermesh/veneer/pkg/kube/inject"
 )
 
 // notKubernetes are the YAML files in deploy/ that are other tools' config.

@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/veneermesh/veneer/pkg/agent"
-	"github.com/veneermesh/veneer/pkg/logsink"
+	"github.com/veneermesh/veneer/pkg/agent/logsink"
 )
 
 func main() {

@@ -1,5 +1,5 @@
 // Command veneer-init is the init container: it installs the iptables rules
-// that send a pod's inbound TCP to veneer-agent. See pkg/install.
+// that send a pod's inbound TCP to veneer-agent. See pkg/intercept/install.
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/install"
+	"github.com/veneermesh/veneer/pkg/intercept/install"
 )
 
 func main() {

@@ -1,6 +1,6 @@
 // Command localcluster runs a real single-node Kubernetes cluster on this
 // machine, from upstream binaries, in a network namespace, a folder and a
-// cgroup of its own (see pkg/localcluster). make k8s-test drives it; so can
+// cgroup of its own (see pkg/testbed/localcluster). make k8s-test drives it; so can
 // you, as root:
 //
 //	localcluster up /tmp/vk8s bin          # prints how to reach it
@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/veneermesh/veneer/pkg/localcluster"
+	"github.com/veneermesh/veneer/pkg/testbed/localcluster"
 )
 
 func main() {

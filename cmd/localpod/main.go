@@ -1,6 +1,6 @@
 // Command localpod makes, enters and removes a local pod: the network
 // namespaces NAME-pod and NAME-client joined by a veth pair (see
-// pkg/localpod). The demo and the benchmarks drive it; so can you:
+// pkg/testbed/localpod). The demo and the benchmarks drive it; so can you:
 //
 //	localpod up demo
 //	localpod exec demo-pod --uid 1337 -- veneer-agent
@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 func main() {

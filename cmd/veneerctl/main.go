@@ -1,5 +1,5 @@
 // Command veneerctl injects veneer into Kubernetes YAML, and takes it out
-// again. See pkg/inject.
+// again. See pkg/kube/inject.
 //
 //	veneerctl inject -f deployment.yaml | kubectl apply -f -
 package main
@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/veneermesh/veneer/pkg/inject"
+	"github.com/veneermesh/veneer/pkg/kube/inject"
 )
 
 func main() {

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/admin"
-	"github.com/veneermesh/veneer/pkg/listen"
+	"github.com/veneermesh/veneer/pkg/agent/admin"
+	"github.com/veneermesh/veneer/pkg/datapath/listen"
 )
 
 // adminHeaderTimeout bounds how long an admin client may take to send a

@@ -30,12 +30,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/appprobe"
+	"github.com/veneermesh/veneer/pkg/agent/logsink"
+	"github.com/veneermesh/veneer/pkg/agent/otlp"
+	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/envflag"
-	"github.com/veneermesh/veneer/pkg/logsink"
-	"github.com/veneermesh/veneer/pkg/otlp"
-	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/kube/appprobe"
 )
 
 // Options is veneer-agent's configuration.

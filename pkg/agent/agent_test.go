@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor"
 )
 

@@ -10,11 +10,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
-	"github.com/veneermesh/veneer/pkg/identity"
-	"github.com/veneermesh/veneer/pkg/proxy"
+	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
 
 // loadConfig is the config Run starts with: the file's, or the defaults

@@ -8,7 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/admin"
+	"github.com/veneermesh/veneer/pkg/agent/admin"
 )
 
 // drainPoll is how often the drain looks whether the sides have gone quiet.

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/loophole"
+	"github.com/veneermesh/veneer/pkg/agent/loophole"
 )
 
 // newUIDProcesses registers the gauge watchLoopholes sets.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/admin"
+	"github.com/veneermesh/veneer/pkg/agent/admin"
 )
 
 func TestPreStop(t *testing.T) {

@@ -6,9 +6,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/agent/watch"
 	"github.com/veneermesh/veneer/pkg/decor"
-	"github.com/veneermesh/veneer/pkg/watch"
 )
 
 // watchConfig says on changed each time the file at path changes (it looks

@@ -11,16 +11,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/veneermesh/veneer/pkg/agent/otlp"
+	"github.com/veneermesh/veneer/pkg/datapath/httpproxy"
+	"github.com/veneermesh/veneer/pkg/datapath/listen"
+	"github.com/veneermesh/veneer/pkg/datapath/loop"
+	"github.com/veneermesh/veneer/pkg/datapath/proxy"
+	"github.com/veneermesh/veneer/pkg/datapath/tproxy"
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/requestid"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
-	"github.com/veneermesh/veneer/pkg/httpproxy"
-	"github.com/veneermesh/veneer/pkg/identity"
-	"github.com/veneermesh/veneer/pkg/listen"
-	"github.com/veneermesh/veneer/pkg/loop"
-	"github.com/veneermesh/veneer/pkg/otlp"
-	"github.com/veneermesh/veneer/pkg/proxy"
-	"github.com/veneermesh/veneer/pkg/tproxy"
+	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
 
 // side is one direction's listeners (one per loop), proxy and HTTP server.

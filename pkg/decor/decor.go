@@ -30,7 +30,7 @@ package decor
 import (
 	"fmt"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 // Decoration is one decoration of a chain; it implements at least one of

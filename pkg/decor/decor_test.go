@@ -10,13 +10,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 	"github.com/veneermesh/veneer/pkg/decor/circuit"
 	"github.com/veneermesh/veneer/pkg/decor/metrics"
 	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/stats"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
-	"github.com/veneermesh/veneer/pkg/exchange"
 )
 
 // probe records its hooks' calls in a shared log and decides v.

@@ -4,7 +4,7 @@ import (
 	"io"
 	"slices"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/decor/circuit"
@@ -87,7 +87,7 @@ var order = []module{
 }
 
 // forwarder's blocks are read by the forwarder after the chain
-// (pkg/httpproxy): its timeouts and retries.
+// (pkg/datapath/httpproxy): its timeouts and retries.
 var forwarder = []config.Kind{timeout.Block, retry.Block}
 
 // observers is how many of order's first modules only observe.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/decor/fault"

@@ -32,7 +32,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 var (

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/identity/testca"
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/mesh/identity/testca"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // meshClientUID is the client-side agent's UID: its own connections pass

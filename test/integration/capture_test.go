@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 var backends = []string{"legacy", "nft"}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // scale is how hard TestLoad pushes: the quick figures run in make test, the

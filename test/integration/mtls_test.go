@@ -24,7 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // The mTLS tests' workloads, each under a UID of its own that SPIRE's unix

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // The app's own outgoing connections go through the agent (decorated,

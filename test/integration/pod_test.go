@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package integration runs the real veneer-init and veneer-agent, built from
-// this tree, in a local pod (pkg/localpod) with real iptables, the seed's
+// this tree, in a local pod (pkg/testbed/localpod) with real iptables, the seed's
 // Python server as the app and real clients in the client namespace.
 package integration
 
@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // bin holds veneer-init and veneer-agent, built once by TestMain.

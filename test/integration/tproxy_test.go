@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
-	"github.com/veneermesh/veneer/pkg/proxyproto"
+	"github.com/veneermesh/veneer/pkg/datapath/proxyproto"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // In tproxy mode the unmodified Python server's own log shows the client's

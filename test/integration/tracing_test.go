@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // jaegerTrace is the part of Jaeger's /api/traces answer the test reads.

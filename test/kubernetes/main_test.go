@@ -5,9 +5,9 @@
 // orders the native sidecar, probes the app through the capture, runs Jobs
 // beside it, rolls Deployments over and swaps ConfigMap volumes.
 //
-// The cluster is pkg/localcluster's (Kubernetes built from the Go module
+// The cluster is pkg/testbed/localcluster's (Kubernetes built from the Go module
 // proxy, containerd, runc, kube-proxy in iptables mode), made and removed by
-// this package, with images made by pkg/imagearchive. With
+// this package, with images made by pkg/testbed/imagearchive. With
 // VENEER_KUBECONFIG set, the tests run against that cluster instead (kind:
 // make kind-test), and those that need the node's own network skip.
 //
@@ -26,9 +26,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/imagearchive"
-	"github.com/veneermesh/veneer/pkg/localcluster"
-	"github.com/veneermesh/veneer/pkg/localpod"
+	"github.com/veneermesh/veneer/pkg/testbed/imagearchive"
+	"github.com/veneermesh/veneer/pkg/testbed/localcluster"
+	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
 // The images the tests run, as the manifests name them.
@@ -98,7 +98,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// local brings a cluster up with pkg/localcluster and imports the images.
+// local brings a cluster up with pkg/testbed/localcluster and imports the images.
 func local(ctx context.Context, archive string) (*cluster, func(), error) {
 	// A fixed folder: a crashed run's cluster is removed by the next, and
 	// make k8s-test removes it after the tests whatever became of them.
@@ -219,6 +219,6 @@ func needNode(t *testing.T) {
 	t.Helper()
 	need(t)
 	if k.node == nil {
-		t.Skip("skipped: needs the node's network namespace (the cluster made by pkg/localcluster, not VENEER_KUBECONFIG's)")
+		t.Skip("skipped: needs the node's network namespace (the cluster made by pkg/testbed/localcluster, not VENEER_KUBECONFIG's)")
 	}
 }

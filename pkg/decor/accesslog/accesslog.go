@@ -29,10 +29,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/http1"
 	"github.com/veneermesh/veneer/pkg/decor/requestid"
-	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/http1"
 )
 
 // What a field holds.

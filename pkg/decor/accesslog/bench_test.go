@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 // BenchmarkDone formats one access log line, as the loop does at the end
-// of each exchange (the output discards it: pkg/logsink's write is
+// of each exchange (the output discards it: pkg/agent/logsink's write is
 // measured there).
 func BenchmarkDone(b *testing.B) {
 	ex := &exchange.Exchange{Start: time.Now(), Port: 8080,

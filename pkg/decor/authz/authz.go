@@ -20,10 +20,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/http1"
-	"github.com/veneermesh/veneer/pkg/identity"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/http1"
+	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
 
 // Key is the block's key, in an http section and in a tcp one.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func TestAllowed(t *testing.T) {

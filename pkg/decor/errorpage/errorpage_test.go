@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func TestPages(t *testing.T) {

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func serve(f *Fault) (exchange.Verdict, *exchange.Exchange) {

@@ -12,9 +12,9 @@ import (
 	"net/textproto"
 	"slices"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/http1"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/http1"
 )
 
 // Key is the block's key in an http section.

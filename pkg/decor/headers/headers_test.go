@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func TestHeaders(t *testing.T) {

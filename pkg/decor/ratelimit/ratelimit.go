@@ -25,8 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 // Key is the block's key in an http section.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func TestTotalBurstAndRefill(t *testing.T) {

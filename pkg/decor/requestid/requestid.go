@@ -18,8 +18,8 @@ import (
 	"encoding/hex"
 	"unsafe"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 // The switches' keys in an http section; left out, each is off.
@@ -34,7 +34,7 @@ var (
 	TracingSwitch = config.Switch(KeyTracing, false)
 )
 
-// Spans takes the spans of sampled requests (pkg/otlp's Exporter).
+// Spans takes the spans of sampled requests (pkg/agent/otlp's Exporter).
 type Spans interface {
 	// Sample says whether a trace the agent starts is recorded.
 	Sample(trace [16]byte) bool

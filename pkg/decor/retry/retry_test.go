@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 // script answers RoundTrips from a list: an error, or a status.

@@ -21,8 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
-	"github.com/veneermesh/veneer/pkg/sse"
+	"github.com/veneermesh/veneer/pkg/agent/sse"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/exchange"
+	"github.com/veneermesh/veneer/pkg/datapath/exchange"
 )
 
 func exchangeOf(path string, status int, f exchange.Flag) *exchange.Exchange {

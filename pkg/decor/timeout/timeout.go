@@ -11,7 +11,7 @@ package timeout
 import (
 	"time"
 
-	"github.com/veneermesh/veneer/pkg/config"
+	"github.com/veneermesh/veneer/pkg/agent/config"
 )
 
 // Key is the block's key in an http section.
