@@ -638,11 +638,7 @@ func (x *session) secured(hs *looptls.Conn) {
 	default:
 		cs := hs.ConnectionState()
 		x.handshook(cs)
-		for _, c := range cs.PeerCertificates {
-			if x.app.until.IsZero() || c.NotAfter.Before(x.app.until) {
-				x.app.until = c.NotAfter
-			}
-		}
+		x.app.until = mtls.ValidUntil(cs.PeerCertificates)
 		x.enter(exchanging)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 
 	"fmt"
 	"hash"
@@ -287,6 +288,32 @@ func TestServerInterop(t *testing.T) {
 				t.Fatalf("echoed %d bytes; want %d", e.moved, 1<<20+5+1+16<<10+1)
 			}
 		})
+	}
+}
+
+// Past maxHandshakes in flight a handshake fails at once with ErrBusy: no
+// goroutine starts, and the peer's connection is reset. Under the bound
+// again, the next one goes through.
+func TestHandshakesBounded(t *testing.T) {
+	r := newRig(t)
+	scfg, ccfg := configs(t)
+	restore := looptls.FillHandshakes()
+	cc, sc := pair(t)
+	done := r.adopt(sc, scfg, true)
+	c := tls.Client(cc, ccfg)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.Handshake(); err == nil {
+		t.Fatal("a handshake past the bound succeeded")
+	}
+	if e := wait(t, done); !errors.Is(e.err, looptls.ErrBusy) {
+		t.Fatalf("the loop's end: %v; want ErrBusy", e.err)
+	}
+	restore()
+	cc, sc = pair(t)
+	done = r.adopt(sc, scfg, true)
+	exchange(t, tls.Client(cc, ccfg))
+	if e := wait(t, done); e.err != nil {
+		t.Fatalf("under the bound again: %v", e.err)
 	}
 }
 

@@ -170,13 +170,7 @@ func verified(own *identity.Identity, certs []*x509.Certificate) (spiffeid.ID, e
 	if err != nil {
 		return spiffeid.ID{}, err
 	}
-	until := certs[0].NotAfter
-	for _, c := range certs[1:] {
-		until = minTime(until, c.NotAfter)
-	}
-	for _, a := range own.Bundle.X509Authorities() {
-		until = minTime(until, a.NotAfter)
-	}
+	until := ValidUntil(append(slices.Clip(certs), own.Bundle.X509Authorities()...))
 	if chainsLen.Add(1) > maxChains {
 		chains.Clear()
 		chainsLen.Store(1)
@@ -185,9 +179,14 @@ func verified(own *identity.Identity, certs []*x509.Certificate) (spiffeid.ID, e
 	return id, nil
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// ValidUntil is when the first of certs expires: a connection verified
+// with them is not to be used past it. Zero for none.
+func ValidUntil(certs []*x509.Certificate) time.Time {
+	var until time.Time
+	for _, c := range certs {
+		if until.IsZero() || c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
 	}
-	return a
+	return until
 }
