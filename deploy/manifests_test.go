@@ -20,6 +20,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor"
+	_ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
 	"github.com/veneermesh/veneer/pkg/kube/inject"
 )
 
@@ -119,7 +120,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 				t.Errorf("%s document %d (%s): %v", path, i+1, tm.Kind, err)
 			}
 			if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == inject.ConfigMapName {
-				if _, err := config.Parse([]byte(cm.Data["config.yaml"]), decor.Schema); err != nil {
+				if _, err := config.Parse([]byte(cm.Data["config.yaml"]), decor.Schema()); err != nil {
 					t.Errorf("%s: the agent's config does not parse: %v", path, err)
 				}
 			}

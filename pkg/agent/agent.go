@@ -33,6 +33,10 @@ import (
 	"github.com/veneermesh/veneer/pkg/agent/logsink"
 	"github.com/veneermesh/veneer/pkg/agent/otlp"
 	"github.com/veneermesh/veneer/pkg/datapath/proxy"
+	"github.com/veneermesh/veneer/pkg/decor"
+	"github.com/veneermesh/veneer/pkg/decor/metrics"
+	"github.com/veneermesh/veneer/pkg/decor/requestid"
+	"github.com/veneermesh/veneer/pkg/decor/stats"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 	"github.com/veneermesh/veneer/pkg/envflag"
 	"github.com/veneermesh/veneer/pkg/kube/appprobe"
@@ -215,10 +219,19 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if err != nil {
 		return err
 	}
-	tcpMetrics, httpMetrics, err := newMetrics(reg)
+	tcpMetrics, err := proxy.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
+	// What the decorations share across both sides and keep across
+	// reloads: the HTTP metrics registered now (so /metrics lists them
+	// before the first request), the profiler, the admin page's tap, the
+	// OTLP exporter.
+	shared := decor.NewShared()
+	if _, err := metrics.Of(shared, reg); err != nil {
+		return fmt.Errorf("registering HTTP metrics: %w", err)
+	}
+	profiler := stats.Of(shared, cfg.Stats.MaxPaths)
 	// Written out off the loops, within a second or per 64 KiB, not a
 	// write(2) per request; what is held is written when Run returns.
 	accessOut := logsink.NewWith(o.AccessLog, logsink.Options{Gather: time.Second, Limit: accessLimit})
@@ -229,6 +242,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	}
 	defer stopLoops(loops)
 	requests := tap.New() // the admin page's live tap, of both sides
+	tap.Provide(shared, requests)
 	spans, err := startSpans(o, reg, log)
 	if err != nil {
 		return err
@@ -240,10 +254,10 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 	if svid != nil {
 		defer svid.Close()
 	}
-	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, httpMetrics: httpMetrics, tap: requests, access: accessOut, reg: reg, log: log, identity: svid}
+	env := sideEnv{loops: loops, tcpMetrics: tcpMetrics, shared: shared, access: accessOut, reg: reg, log: log, identity: svid}
 	if spans != nil { // not a nil *Exporter in the interface
 		defer spans.Close() // after the drain: what is queued is sent
-		env.spans = spans
+		requestid.ProvideSpans(shared, spans)
 	}
 	sides, err := openSides(ctx, o, env)
 	if err != nil {
@@ -255,7 +269,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}, log zerolog.Log
 		return fmt.Errorf("--config: %w", err)
 	}
 
-	api := newAdmin(reg, sides[0].http.Stats(), running, requests)
+	api := newAdmin(reg, profiler, running, requests)
 	if len(o.AppProbes) > 0 {
 		api.Handle("GET "+appprobe.Prefix, appprobe.Handler(o.AppProbes))
 	}

@@ -50,7 +50,7 @@ func TestMeshNeedsAnIdentity(t *testing.T) {
 		{"ports: {\"8080\": {mtls: off}}", "off", ""},
 		{"default: {mtls: strict}\nports: {\"8080\": {protocol: http}}", "off", "default.mtls: strict needs an SVID: set --spiffe-socket ($SPIFFE_ENDPOINT_SOCKET) or --svid-dir"},
 	} {
-		c, err := config.Parse([]byte(tc.cfg), decor.Schema)
+		c, err := config.Parse([]byte(tc.cfg), decor.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestMeshNeedsAnIdentity(t *testing.T) {
 // TestMTLSModeInherited: a port's section without a mode takes the default
 // section's, then --mtls; its own wins.
 func TestMTLSModeInherited(t *testing.T) {
-	c, err := config.Parse([]byte("default: {mtls: strict}\nports: {\"8080\": {protocol: http}, \"9090\": {mtls: permissive}}"), decor.Schema)
+	c, err := config.Parse([]byte("default: {mtls: strict}\nports: {\"8080\": {protocol: http}, \"9090\": {mtls: permissive}}"), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestMTLSModeInherited(t *testing.T) {
 	if out := policies(c, "outbound", Options{MTLS: "strict"}); out.Default.MTLS != "off" {
 		t.Errorf("outbound mode %s; outbound, mTLS is by peer", out.Default.MTLS)
 	}
-	c, _ = config.Parse([]byte("ports: {\"8080\": {protocol: http}}"), decor.Schema)
+	c, _ = config.Parse([]byte("ports: {\"8080\": {protocol: http}}"), decor.Schema())
 	if ps := policies(c, "inbound", Options{MTLS: "permissive"}); ps.Ports[8080].MTLS != "permissive" {
 		t.Errorf("8080 %s; want --mtls's permissive", ps.Ports[8080].MTLS)
 	}

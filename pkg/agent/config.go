@@ -13,6 +13,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 	"github.com/veneermesh/veneer/pkg/decor"
+	_ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
@@ -21,15 +22,15 @@ import (
 // when there is no file.
 func loadConfig(path string, log zerolog.Logger) (*config.Config, error) {
 	if path == "" {
-		return config.Default(decor.Schema), nil
+		return config.Default(decor.Schema()), nil
 	}
-	c, err := config.Load(path, decor.Schema)
+	c, err := config.Load(path, decor.Schema())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		// An optional ConfigMap not created (yet): the defaults, until
 		// the file appears.
 		log.Warn().Str("config", path).Msg("no config file; running with the defaults until it appears")
-		return config.Default(decor.Schema), nil
+		return config.Default(decor.Schema()), nil
 	case err != nil:
 		return nil, fmt.Errorf("--config: %w", err)
 	}

@@ -30,7 +30,7 @@ func reloadConfig(path string, apply func(*config.Config) error, log zerolog.Log
 		log.Info().Msg("reload asked for, but there is no --config file")
 		return
 	}
-	c, err := config.Load(path, decor.Schema)
+	c, err := config.Load(path, decor.Schema())
 	if err == nil {
 		err = apply(c)
 	}

@@ -17,9 +17,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/datapath/loop"
 	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 	"github.com/veneermesh/veneer/pkg/datapath/tproxy"
-	"github.com/veneermesh/veneer/pkg/decor/metrics"
-	"github.com/veneermesh/veneer/pkg/decor/requestid"
-	"github.com/veneermesh/veneer/pkg/decor/tap"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
 
@@ -33,29 +31,13 @@ type side struct {
 
 // sideEnv is what both sides are built on.
 type sideEnv struct {
-	loops       []*loop.Loop
-	tcpMetrics  *proxy.Metrics
-	httpMetrics *metrics.Metrics
-	tap         *tap.Tap
-	spans       requestid.Spans // nil: no exporter
-	access      io.Writer
-	identity    *identity.Source // nil: no mTLS
-	reg         prometheus.Registerer
-	log         zerolog.Logger
-}
-
-// newMetrics registers the metrics both sides count into: the proxy's per
-// connection, the HTTP server's per request.
-func newMetrics(reg prometheus.Registerer) (*proxy.Metrics, *metrics.Metrics, error) {
-	tcpMetrics, err := proxy.NewMetrics(reg)
-	if err != nil {
-		return nil, nil, err
-	}
-	httpMetrics, err := metrics.New(reg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return tcpMetrics, httpMetrics, nil
+	loops      []*loop.Loop
+	tcpMetrics *proxy.Metrics
+	shared     *decor.Shared // the decorations' (decor.Shared): the HTTP metrics, the tap, the exporter
+	access     io.Writer
+	identity   *identity.Source // nil: no mTLS
+	reg        prometheus.Registerer
+	log        zerolog.Logger
 }
 
 // startLoops starts n event loops, one per worker, shared by both
@@ -113,7 +95,7 @@ func newSide(ctx context.Context, dir, addr string, o Options, env sideEnv) (*si
 	if dir == "outbound" {
 		flag = "--outbound-listen"
 	}
-	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Metrics: env.httpMetrics, Tap: env.tap, Spans: env.spans,
+	hs, err := httpproxy.New(env.log, httpproxy.Options{Direction: dir, Access: env.access, Shared: env.shared,
 		HeaderTimeout: o.HeaderTimeout, BodyIdle: o.BodyIdle, UpstreamIdle: o.UpstreamIdle}, env.reg)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,10 @@
 // requestid, authz, ratelimit, fault, circuit, errorpage, headers,
 // forwarded) that owns its block: a Config with a Provision that checks it
 // and fills its defaults (config.BlockOf), or an on/off switch
-// (config.Switch). timeout and retry own the forwarder's blocks. A
+// (config.Switch); and that declares its Module (module.go), registered in
+// its init: pkg/decor/all links every one in, Order (order.go) names where
+// each runs, and Shared (shared.go) is the one pool of what they keep
+// across builds. timeout and retry own the forwarder's blocks. A
 // decoration has up to three hooks, each a method it implements:
 //
 //	Request(x)  before the request goes on: change it, or answer in the
@@ -20,7 +23,8 @@
 // has no Request hook and came before the one that answered), inner
 // first, as if each wrapped the rest.
 //
-//	cfg, err := config.Load(path, decor.Schema) // every block decoded by its module
+//	import _ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
+//	cfg, err := config.Load(path, decor.Schema()) // every block decoded by its module
 //	chain, err := decor.Build(cfg.Port(8080).HTTP, deps) // once per route, at start and on reload
 //	wentOn, v := chain.Request(x, 0)       // then forward, or reply with v
 //	chain.Response(x, wentOn)              // before the head is written

@@ -1,4 +1,4 @@
-package decor
+package decor_test
 
 import (
 	"io"
@@ -8,14 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/datapath/exchange"
-	"github.com/veneermesh/veneer/pkg/decor/circuit"
-	"github.com/veneermesh/veneer/pkg/decor/metrics"
-	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
-	"github.com/veneermesh/veneer/pkg/decor/stats"
+	"github.com/veneermesh/veneer/pkg/decor"
+	_ "github.com/veneermesh/veneer/pkg/decor/all"
 	"github.com/veneermesh/veneer/pkg/decor/tap"
 )
 
@@ -60,7 +56,7 @@ func TestChainHooks(t *testing.T) {
 			if tc.delayAt >= 0 {
 				ps[tc.delayAt].v = exchange.Verdict{Delay: time.Millisecond}
 			}
-			c, err := NewChain(1, observer{&log}, ps[0], ps[1], ps[2])
+			c, err := decor.NewChain(1, observer{&log}, ps[0], ps[1], ps[2])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +79,7 @@ func TestChainHooks(t *testing.T) {
 
 func TestObserversMayNotAnswer(t *testing.T) {
 	var log []string
-	if _, err := NewChain(1, &probe{name: "a", log: &log}); err == nil {
+	if _, err := decor.NewChain(1, &probe{name: "a", log: &log}); err == nil {
 		t.Error("an observer with a Request hook: accepted; want an error")
 	}
 }
@@ -100,25 +96,13 @@ default:
     rateLimit: {requestsPerSecond: 5}
     authz: {rules: [{action: deny, paths: [/x]}]}
     requestId: true
-`), Schema)
+`), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := metrics.New(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Build(cfg.Default.HTTP, Deps{
-		Access: io.Discard, Metrics: m, Stats: stats.New(10), Tap: tap.New(),
-		Limiter: func(rl ratelimit.Config) func(uint16) *ratelimit.Limiter {
-			l := ratelimit.New(rl)
-			return func(uint16) *ratelimit.Limiter { return l }
-		},
-		Breaker: func(cb circuit.Config) func(uint16) *circuit.Breaker {
-			b := circuit.New(cb.MaxRequests)
-			return func(uint16) *circuit.Breaker { return b }
-		},
-	})
+	shared := decor.NewShared()
+	tap.Provide(shared, tap.New())
+	c, err := decor.Build(cfg.Default.HTTP, decor.Deps{Access: io.Discard, Shared: shared})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package decor
+package decor_test
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/veneermesh/veneer/pkg/agent/config"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/accesslog"
 	"github.com/veneermesh/veneer/pkg/decor/authz"
 	"github.com/veneermesh/veneer/pkg/decor/fault"
@@ -26,7 +27,7 @@ ports:
     routes:
     - prefix: /api
       fault: {delay: {fixed: 100ms, percent: 100}}
-`), Schema)
+`), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestSchemaErrors(t *testing.T) {
 		{"default: {routes: [{prefix: /a, ratelimit: {requestsPerSecond: 1}}]}", `default.routes[0]: line 1: "ratelimit" is not a setting here (accessLog, metrics, requestId, tracing, authz, rateLimit, fault, circuitBreaker, errorPages, headers, forwarded, timeouts, retries)`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.in), Schema)
+			_, err := config.Parse([]byte(tc.in), decor.Schema())
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("Parse(%q) = %v; want %q", tc.in, err, tc.want)
 			}
@@ -94,12 +95,12 @@ func TestSchemaErrors(t *testing.T) {
 
 // The commented example in deploy/ is a valid config that uses every block.
 func TestExampleFile(t *testing.T) {
-	c, err := config.Load("../../deploy/config.yaml", Schema)
+	c, err := config.Load("../../deploy/config.yaml", decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := c.Port(8080).HTTP
-	for _, k := range Schema.HTTP {
+	for _, k := range decor.Schema().HTTP {
 		if _, ok := h[k.Key]; !ok && !config.On(c.Default.HTTP, k.Key) {
 			t.Errorf("deploy/config.yaml leaves %s out", k.Key)
 		}

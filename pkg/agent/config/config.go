@@ -7,7 +7,7 @@
 // field, a bad duration, a percentage over 100, a bad CIDR or port is an
 // error naming it.
 //
-//	cfg, err := config.Load("/etc/veneer/config.yaml", decor.Schema)
+//	cfg, err := config.Load("/etc/veneer/config.yaml", decor.Schema())
 //	port := cfg.Port(8080)                                   // the port's section, or the default
 //	rl, ok := config.Get[ratelimit.Config](port.HTTP, "rateLimit") // a block, as its module decoded it
 //

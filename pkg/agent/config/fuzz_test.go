@@ -7,6 +7,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/accesslog"
+	_ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
 )
 
 // FuzzParse: any document parses, with the decorations' real blocks, or
@@ -24,7 +25,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := config.Parse(b, decor.Schema)
+		c, err := config.Parse(b, decor.Schema())
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("Parse(%q): the error spans lines: %q", b, err)

@@ -17,30 +17,16 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/datapath/exchange"
-	"github.com/veneermesh/veneer/pkg/datapath/pool"
 	"github.com/veneermesh/veneer/pkg/decor"
-	"github.com/veneermesh/veneer/pkg/decor/circuit"
-	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
 	"github.com/veneermesh/veneer/pkg/decor/retry"
 	"github.com/veneermesh/veneer/pkg/decor/timeout"
 )
 
 // chain builds a route's decorations (pkg/decor, which says in what order
-// and why) and its forwarder, with its timeouts and retries.
-func (s *Server) chain(h config.HTTP, own owners) (*route, error) {
-	c, err := decor.Build(h, decor.Deps{
-		Access:  s.access,
-		Metrics: s.metrics,
-		Stats:   s.stats.Load(),
-		Tap:     s.tap,
-		Spans:   s.spans,
-		Limiter: func(cfg ratelimit.Config) func(uint16) *ratelimit.Limiter {
-			return shared(s.limiters, own.rateLimit, cfg)
-		},
-		Breaker: func(cfg circuit.Config) func(uint16) *circuit.Breaker {
-			return shared(s.breakers, own.circuit, cfg)
-		},
-	})
+// and why) and its forwarder, with its timeouts and retries. owner names
+// who owns the state of each block on this route (decor.Deps.Owner).
+func (s *Server) chain(h config.HTTP, st config.Stats, owner func(key string) string) (*route, error) {
+	c, err := decor.Build(h, decor.Deps{Access: s.access, Registry: s.reg, Stats: st, Shared: s.shared, Owner: owner})
 	if err != nil {
 		return nil, err
 	}
@@ -237,66 +223,26 @@ func (t *table) route(port uint16, path string) *route {
 	return t.def.match(path)
 }
 
-// owners name who a chain's shared state belongs to (pool.Pool keys): the
-// port's, or a route's that sets its own. A section that serves many ports
-// (the default, outbound) is named with "port *": each port the requests
-// come to has its own, named with the port in the star's place.
-type owners struct{ rateLimit, circuit string }
-
-const eachPort = " port *"
-
-// shared gives a decoration the value of owner in p: the one value of a
-// fixed port's section or route, or for a section of many ports each
-// port's own, found once per port and then read without a lock.
-func shared[C any, V any](p *pool.Pool[C, V], owner string, cfg C) func(port uint16) V {
-	section, route, perPort := strings.Cut(owner, eachPort)
-	if !perPort {
-		v := p.Get(owner, cfg)
-		return func(uint16) V { return v }
-	}
-	var ports sync.Map // uint16 -> V
-	return func(port uint16) V {
-		if v, ok := ports.Load(port); ok {
-			return v.(V)
-		}
-		v, _ := ports.LoadOrStore(port, p.Get(section+" port "+strconv.Itoa(int(port))+route, cfg))
-		return v.(V)
-	}
-}
-
-// starred is the owner a port's own key in a section of many ports comes
-// from ("default port 8080 route /a" from "default port * route /a"), or
-// key itself.
-func starred(key string) string {
-	for _, section := range []string{"default port ", "outbound port "} {
-		if rest, ok := strings.CutPrefix(key, section); ok {
-			n := strings.IndexByte(rest, ' ')
-			if n < 0 {
-				n = len(rest)
-			}
-			return section + "*" + rest[n:]
-		}
-	}
-	return key
-}
-
+// build is cfg's route table. The owners of the decorations' state are
+// named after the server's direction, its section and route: a section of
+// many ports (the default, outbound) with decor.EachPort, each port the
+// requests come to having its own.
 func (s *Server) build(cfg *config.Config) (*table, error) {
-	live := map[string]bool{} // the owners of this config, for the pools
+	scope := s.direction + " "
+	s.shared.Begin(scope)
 	// section names the owners of shared state; path is the config's
 	// ("ports.8080"), for errors.
 	routes := func(section, path string, pc config.Port) (portRoutes, error) {
-		live[section] = true
+		section = scope + section
 		var out portRoutes
 		for i, r := range pc.Routes {
-			own := owners{rateLimit: section, circuit: section}
-			if _, ok := r.HTTP[ratelimit.Key]; ok {
-				own.rateLimit = section + " route " + r.Prefix
+			owner := func(key string) string {
+				if _, ok := r.HTTP[key]; ok {
+					return section + " route " + r.Prefix // a route with its own
+				}
+				return section
 			}
-			if _, ok := r.HTTP[circuit.Key]; ok {
-				own.circuit = section + " route " + r.Prefix
-			}
-			live[own.rateLimit], live[own.circuit] = true, true
-			rt, err := s.chain(pc.HTTP.Merged(r.HTTP), own)
+			rt, err := s.chain(pc.HTTP.Merged(r.HTTP), cfg.Stats, owner)
 			if err != nil {
 				return nil, fmt.Errorf("%s.routes[%d]: %w", path, i, err)
 			}
@@ -304,7 +250,7 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 			out = append(out, rt)
 		}
 		sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
-		rt, err := s.chain(pc.HTTP, owners{rateLimit: section, circuit: section})
+		rt, err := s.chain(pc.HTTP, cfg.Stats, func(string) string { return section })
 		if err != nil {
 			return nil, fmt.Errorf("%s.http: %w", path, err)
 		}
@@ -314,11 +260,11 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	var err error
 	if s.direction == "outbound" {
 		// One section for every destination the app calls.
-		if t.def, err = routes("outbound"+eachPort, "outbound", cfg.Outbound); err != nil {
+		if t.def, err = routes("outbound"+decor.EachPort, "outbound", cfg.Outbound); err != nil {
 			return nil, err
 		}
 	} else {
-		if t.def, err = routes("default"+eachPort, "default", cfg.Default); err != nil {
+		if t.def, err = routes("default"+decor.EachPort, "default", cfg.Default); err != nil {
 			return nil, err
 		}
 		for _, p := range cfg.PortNumbers() {
@@ -329,8 +275,6 @@ func (s *Server) build(cfg *config.Config) (*table, error) {
 	}
 	// What this config no longer has lets go of its buckets and counts; a
 	// section of many ports keeps every port's.
-	keep := func(key string) bool { return live[starred(key)] }
-	s.limiters.Retain(keep)
-	s.breakers.Retain(keep)
+	s.shared.Sweep(scope)
 	return t, nil
 }

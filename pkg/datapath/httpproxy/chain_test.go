@@ -11,6 +11,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/decor"
+	_ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
 )
 
 func TestRoutes(t *testing.T) {
@@ -24,7 +25,7 @@ default:
 ports:
   "8080":
     routes: [{prefix: /api}, {prefix: /api/v2}, {prefix: /}]
-`), decor.Schema)
+`), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestChainErrorNamesItsSection(t *testing.T) {
 		{`ports: {"8080": {http: {errorPages: {pages: {"404": /nonexistent/404.html}}}}}`, "ports.8080.http: errorPages.pages.404: "},
 		{`default: {routes: [{prefix: /a}, {prefix: /b, errorPages: {pages: {"5xx": /nonexistent/x.html}}}]}`, "default.routes[1]: errorPages.pages.5xx: "},
 	} {
-		cfg, err := config.Parse([]byte(tc.yaml), decor.Schema)
+		cfg, err := config.Parse([]byte(tc.yaml), decor.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}

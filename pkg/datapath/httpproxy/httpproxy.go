@@ -23,7 +23,6 @@ package httpproxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	stdlog "log"
 	"net/http"
@@ -37,13 +36,7 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/agent/config"
 	"github.com/veneermesh/veneer/pkg/datapath/http1"
-	"github.com/veneermesh/veneer/pkg/datapath/pool"
-	"github.com/veneermesh/veneer/pkg/decor/circuit"
-	"github.com/veneermesh/veneer/pkg/decor/metrics"
-	"github.com/veneermesh/veneer/pkg/decor/ratelimit"
-	"github.com/veneermesh/veneer/pkg/decor/requestid"
-	"github.com/veneermesh/veneer/pkg/decor/stats"
-	"github.com/veneermesh/veneer/pkg/decor/tap"
+	"github.com/veneermesh/veneer/pkg/decor"
 	"github.com/veneermesh/veneer/pkg/decor/timeout"
 )
 
@@ -60,10 +53,10 @@ type Server struct {
 	// idle (nanoseconds, set by Apply) the wait for the next request.
 	headerTimeout time.Duration
 	idle          atomic.Int64
-	metrics       *metrics.Metrics
-	tap           *tap.Tap
-	spans         requestid.Spans
-	stats         atomic.Pointer[stats.Stats]
+	// shared is what the decorations keep across builds and share across
+	// the agent's servers (decor.Shared); reg where they register metrics.
+	shared *decor.Shared
+	reg    prometheus.Registerer
 	// errorLog takes net/http's own complaints (a malformed request, a
 	// proxy error already answered and logged) at debug level.
 	errorLog *stdlog.Logger
@@ -80,11 +73,6 @@ type Server struct {
 	// life of their pooled connections to the app.
 	loops        sync.Map
 	upstreamIdle time.Duration
-
-	// The rate limits' buckets and the breakers' counts, by owner (a port,
-	// or a route with its own): they outlive the chains of one config.
-	limiters *pool.Pool[ratelimit.Config, *ratelimit.Limiter]
-	breakers *pool.Pool[circuit.Config, *circuit.Breaker]
 }
 
 // Options are what a Server shares with the rest of the agent.
@@ -94,14 +82,12 @@ type Options struct {
 	// Access receives the access log lines, one Write each (the agent gives
 	// it its log sink).
 	Access io.Writer // nil: discarded
-	// Metrics are shared by every server of the agent; nil: registered anew
-	// on the registry given to New.
-	Metrics *metrics.Metrics
-	// Tap is the admin page's live tap, shared by every server; nil: none.
-	Tap *tap.Tap
-	// Spans takes the spans of sampled requests on routes with tracing on
-	// (the agent's OTLP exporter); nil: none are recorded.
-	Spans requestid.Spans
+	// Shared is what the decorations keep across reloads and share across
+	// the agent's servers: the HTTP metrics (registered on the registry
+	// given to New, once), the profiler, the admin page's tap, the OTLP
+	// exporter, rate limits' buckets and breakers' counts (decor.Shared).
+	// Nil: the server's own.
+	Shared *decor.Shared
 	// HeaderTimeout bounds the wait for a request's head (slowloris); 0
 	// means 10s. BodyIdle bounds each wait for more of a request's body; 0
 	// means 30s.
@@ -125,21 +111,14 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 	if o.UpstreamIdle == 0 {
 		o.UpstreamIdle = 90 * time.Second
 	}
-	m := o.Metrics
-	if m == nil {
-		var err error
-		if m, err = metrics.New(reg); err != nil {
-			return nil, fmt.Errorf("registering HTTP metrics: %w", err)
-		}
+	if o.Shared == nil {
+		o.Shared = decor.NewShared()
 	}
 	if o.Access == nil {
 		o.Access = io.Discard
 	}
-	s := &Server{log: log, access: o.Access, metrics: m, tap: o.Tap, spans: o.Spans, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
-		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0),
-		limiters: pool.New(ratelimit.New, nil),
-		breakers: pool.New(func(c circuit.Config) *circuit.Breaker { return circuit.New(c.MaxRequests) },
-			func(b *circuit.Breaker, c circuit.Config) bool { b.SetMax(c.MaxRequests); return true })}
+	s := &Server{log: log, access: o.Access, shared: o.Shared, reg: reg, ln: newHandoff(), direction: o.Direction, bodyIdle: o.BodyIdle,
+		headerTimeout: o.HeaderTimeout, upstreamIdle: o.UpstreamIdle, errorLog: stdlog.New(debugWriter{log}, "", 0)}
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
 	// DisableCompression: a transparent hop adds no Accept-Encoding the
@@ -160,8 +139,6 @@ func New(log zerolog.Logger, o Options, reg prometheus.Registerer) (*Server, err
 // Apply builds the chains for cfg and swaps them in: requests already under
 // way finish on the chains they started with.
 func (s *Server) Apply(cfg *config.Config) error {
-	// The profiler outlives configs; its bound is the first config's.
-	s.stats.CompareAndSwap(nil, stats.New(cfg.Stats.MaxPaths))
 	t, err := s.build(cfg)
 	if err != nil {
 		return err
@@ -182,11 +159,6 @@ func (s *Server) Apply(cfg *config.Config) error {
 	s.idle.Store(int64(idle))
 	s.table.Store(t)
 	return nil
-}
-
-// Stats is the per-path profiler, for the admin endpoint.
-func (s *Server) Stats() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.stats.Load().ServeHTTP(w, r) })
 }
 
 // Serve serves handed-over connections until Shutdown.

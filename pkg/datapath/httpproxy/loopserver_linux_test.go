@@ -20,6 +20,7 @@ import (
 	"github.com/veneermesh/veneer/pkg/datapath/http1"
 	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 	"github.com/veneermesh/veneer/pkg/decor"
+	_ "github.com/veneermesh/veneer/pkg/decor/all" // every decoration's module
 	"github.com/veneermesh/veneer/pkg/mesh/identity"
 )
 
@@ -67,7 +68,7 @@ func serving(t testing.TB, o Options, text string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(text), decor.Schema)
+	cfg, err := config.Parse([]byte(text), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}

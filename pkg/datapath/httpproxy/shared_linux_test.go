@@ -18,7 +18,7 @@ import (
 // apply gives l's server the config in text, with PORT the app's port.
 func (l *loopServer) apply(t *testing.T, text string) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(text, "PORT", fmt.Sprint(l.app.Port()))), decor.Schema)
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(text, "PORT", fmt.Sprint(l.app.Port()))), decor.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
