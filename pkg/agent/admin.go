@@ -13,6 +13,8 @@ import (
 
 	"github.com/veneermesh/veneer/pkg/agent/admin"
 	"github.com/veneermesh/veneer/pkg/datapath/listen"
+	"github.com/veneermesh/veneer/pkg/datapath/proxy"
+	"github.com/veneermesh/veneer/pkg/decor/metrics"
 )
 
 // adminHeaderTimeout bounds how long an admin client may take to send a
@@ -33,7 +35,8 @@ type adminServers struct {
 // live tap's GET /tap, which shows live requests and so answers only on the
 // pod's loopback (kubectl port-forward's way in).
 func newAdmin(reg prometheus.Gatherer, stats, config, tap http.Handler) *admin.Admin {
-	a := admin.New(reg)
+	a := admin.New(reg, admin.Names{Requests: metrics.RequestsName, Duration: metrics.DurationName,
+		RequestSize: metrics.RequestSizeName, ResponseSize: metrics.ResponseSizeName, Active: proxy.ActiveName})
 	a.Handle("GET /stats", stats)
 	a.Handle("GET /config", config)
 	a.Handle("GET /tap", admin.LoopbackOnly(tap))

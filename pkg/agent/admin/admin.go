@@ -6,7 +6,7 @@
 // (/version). The page's files are embedded (ui/), with a vendored chart
 // library: a pod may have no internet.
 //
-//	a := admin.New(registry)
+//	a := admin.New(registry, names) // names: the metrics the live charts read
 //	srv := &http.Server{Handler: a}
 //	a.SetReady(true) // once the proxy listens
 package admin
@@ -39,7 +39,7 @@ type wait struct {
 }
 
 // New builds the admin handler over the metrics in g.
-func New(g prometheus.Gatherer) *Admin {
+func New(g prometheus.Gatherer, n Names) *Admin {
 	a := &Admin{mux: http.NewServeMux()}
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	a.mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +64,7 @@ func New(g prometheus.Gatherer) *Admin {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
 		http.ServeFileFS(w, r, ui, "index.html")
 	})
-	a.mux.Handle("GET /live", live(g))
+	a.mux.Handle("GET /live", live(g, n))
 	a.mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(Version())

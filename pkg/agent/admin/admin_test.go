@@ -18,7 +18,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestReady(t *testing.T) {
-	a := New(prometheus.NewRegistry())
+	a := New(prometheus.NewRegistry(), names)
 	if code, _ := get(t, a, "/ready"); code != http.StatusServiceUnavailable {
 		t.Errorf("/ready before SetReady = %d; want 503", code)
 	}
@@ -40,7 +40,7 @@ func TestMetrics(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "veneer_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Add(3)
-	code, body := get(t, New(reg), "/metrics")
+	code, body := get(t, New(reg, names), "/metrics")
 	if code != http.StatusOK || !strings.Contains(body, "veneer_test_total 3") {
 		t.Errorf("/metrics = %d %q; want 200 with veneer_test_total 3", code, body)
 	}
@@ -88,12 +88,12 @@ func TestLocal(t *testing.T) {
 	}
 	// The public handler has none of these.
 	rec = httptest.NewRecorder()
-	New(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	New(prometheus.NewRegistry(), names).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
 	if rec.Code == 200 {
 		t.Error("the public admin handler serves profiles")
 	}
 	rec = httptest.NewRecorder()
-	New(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("POST", "/drain", nil))
+	New(prometheus.NewRegistry(), names).ServeHTTP(rec, httptest.NewRequest("POST", "/drain", nil))
 	if rec.Code == 200 {
 		t.Error("the public admin handler drains")
 	}

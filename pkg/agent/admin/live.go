@@ -11,8 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/veneermesh/veneer/pkg/agent/sse"
-	"github.com/veneermesh/veneer/pkg/datapath/proxy"
-	"github.com/veneermesh/veneer/pkg/decor/metrics"
 )
 
 // maxLive bounds the pages watching the charts at once; more get 503.
@@ -49,7 +47,15 @@ type totals struct {
 	bounds, count []float64 // the latency histogram: upper bounds (s) and cumulative counts, +Inf last
 }
 
-func read(g prometheus.Gatherer, at time.Time) (totals, error) {
+// Names are the metrics the live charts read, by name: the HTTP metrics'
+// (pkg/decor/metrics) and the gauge of open connections (pkg/datapath/proxy),
+// which the agent names; the page depends on neither.
+type Names struct {
+	Requests, Duration, RequestSize, ResponseSize string // counters and histograms of requests
+	Active                                        string // the gauge of open connections
+}
+
+func read(g prometheus.Gatherer, n Names, at time.Time) (totals, error) {
 	mfs, err := g.Gather()
 	t := totals{at: at, classes: map[string]float64{}, flags: map[string]float64{}}
 	if err != nil {
@@ -57,7 +63,7 @@ func read(g prometheus.Gatherer, at time.Time) (totals, error) {
 	}
 	for _, mf := range mfs {
 		switch mf.GetName() {
-		case metrics.RequestsName:
+		case n.Requests:
 			for _, m := range mf.Metric {
 				v := m.GetCounter().GetValue()
 				t.requests += v
@@ -69,7 +75,7 @@ func read(g prometheus.Gatherer, at time.Time) (totals, error) {
 					t.flags[flags] += v
 				}
 			}
-		case metrics.DurationName:
+		case n.Duration:
 			for _, m := range mf.Metric {
 				h := m.GetHistogram()
 				if t.bounds == nil {
@@ -84,15 +90,15 @@ func read(g prometheus.Gatherer, at time.Time) (totals, error) {
 				}
 				t.count[len(t.count)-1] += float64(h.GetSampleCount())
 			}
-		case metrics.RequestSizeName:
+		case n.RequestSize:
 			for _, m := range mf.Metric {
 				t.inB += m.GetHistogram().GetSampleSum()
 			}
-		case metrics.ResponseSizeName:
+		case n.ResponseSize:
 			for _, m := range mf.Metric {
 				t.outB += m.GetHistogram().GetSampleSum()
 			}
-		case proxy.ActiveName:
+		case n.Active:
 			for _, m := range mf.Metric {
 				t.active += m.GetGauge().GetValue()
 			}
@@ -169,7 +175,7 @@ func quantile(bounds, cum []float64, q float64) *float64 {
 
 // live streams a Point a second as Server-Sent Events ("metrics") while
 // the page is open; nothing is gathered while nobody watches.
-func live(g prometheus.Gatherer) http.HandlerFunc {
+func live(g prometheus.Gatherer, n Names) http.HandlerFunc {
 	var watching atomic.Int32
 	return func(w http.ResponseWriter, r *http.Request) {
 		if watching.Add(1) > maxLive {
@@ -183,7 +189,7 @@ func live(g prometheus.Gatherer) http.HandlerFunc {
 		defer tick.Stop()
 		var prev *totals
 		for {
-			t, err := read(g, time.Now())
+			t, err := read(g, n, time.Now())
 			if err != nil {
 				return
 			}

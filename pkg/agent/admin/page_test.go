@@ -22,8 +22,13 @@ import (
 
 // The page and its files are served from the binary, the chart library's
 // licence with them, under a policy that loads nothing from elsewhere.
+
+// names are the agent's, as the agent gives them.
+var names = Names{Requests: metrics.RequestsName, Duration: metrics.DurationName,
+	RequestSize: metrics.RequestSizeName, ResponseSize: metrics.ResponseSizeName, Active: proxy.ActiveName}
+
 func TestPage(t *testing.T) {
-	a := New(prometheus.NewRegistry())
+	a := New(prometheus.NewRegistry(), names)
 	rec := httptest.NewRecorder()
 	a.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `<script src="ui/app.js">`) {
@@ -81,7 +86,7 @@ func TestPoint(t *testing.T) {
 		done(8080, 200, 30*time.Second, 0) // before the interval: slow, and ignored by its quantiles
 	}
 	t0 := time.Now()
-	first, err := read(reg, t0)
+	first, err := read(reg, names, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +98,7 @@ func TestPoint(t *testing.T) {
 	}
 	done(9090, 503, 2*time.Millisecond, exchange.FaultAbort)
 	done(9090, 503, 2*time.Millisecond, exchange.FaultAbort)
-	next, _ := read(reg, t0.Add(2*time.Second))
+	next, _ := read(reg, names, t0.Add(2*time.Second))
 	p := next.point(&first)
 	if p.RequestsTotal != 110 || *p.RPS != 50 {
 		t.Errorf("requests %v, %v/s; want 110, 50/s", p.RequestsTotal, *p.RPS)
@@ -108,7 +113,7 @@ func TestPoint(t *testing.T) {
 	if *p.P50 < 0.1 || *p.P50 > 0.25 || *p.P99 < 1 || *p.P99 > 2.5 {
 		t.Errorf("p50 %.3f ms, p99 %.3f ms; want within 0.1-0.25 and 1-2.5", *p.P50, *p.P99)
 	}
-	same, _ := read(reg, t0.Add(3*time.Second))
+	same, _ := read(reg, names, t0.Add(3*time.Second))
 	if q := same.point(&next); q.P50 != nil || *q.RPS != 0 {
 		t.Errorf("a second without requests: p50 %v, %v/s; want none, 0", q.P50, *q.RPS)
 	}
@@ -120,7 +125,7 @@ func TestLive(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var gathered atomic.Int32
 	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { gathered.Add(1); return reg.Gather() })
-	srv := httptest.NewServer(New(g))
+	srv := httptest.NewServer(New(g, names))
 	defer srv.Close()
 	time.Sleep(1100 * time.Millisecond)
 	if n := gathered.Load(); n != 0 {
