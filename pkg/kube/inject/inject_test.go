@@ -97,6 +97,31 @@ func TestInjectNative(t *testing.T) {
 	reversible(t, deployment, out)
 }
 
+// The injected annotation names the ports the rules capture: excluded
+// ones are not among them (seen on the real cluster: they were listed).
+func TestInjectedAnnotationLeavesExcludedPortsOut(t *testing.T) {
+	for _, tc := range []struct{ ports, exclude, want string }{
+		{"8080,9100", "9100", "inbound-ports=8080 sidecar=native"},
+		{"*", "9100,9200", "inbound-ports=* exclude-inbound-ports=9100,9200 sidecar=native"},
+		{"9100", "9100", "inbound-ports=none sidecar=native"},
+		{"8080", "", "inbound-ports=8080 sidecar=native"},
+	} {
+		doc := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {\"" + AnnotationInboundPorts + "\": \"" + tc.ports + "\""
+		if tc.exclude != "" {
+			doc += ", \"" + AnnotationExcludeInboundPorts + "\": \"" + tc.exclude + "\""
+		}
+		doc += "}\nspec:\n  containers: [{name: app, image: app}]\n"
+		out, err := Inject([]byte(doc), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ann := podSpecOf(t, string(out))
+		if a := ann[AnnotationInjected]; a != tc.want {
+			t.Errorf("ports %q, excluded %q: %s = %q; want %q", tc.ports, tc.exclude, AnnotationInjected, a, tc.want)
+		}
+	}
+}
+
 // reversible checks that injecting out (in injected) again changes
 // nothing, and that uninjecting it gives in back.
 func reversible(t *testing.T, in string, out []byte) {

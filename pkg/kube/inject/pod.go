@@ -123,7 +123,7 @@ func (w *workload) inject(o Options) error {
 	if w.meta.Annotations == nil {
 		w.meta.Annotations = map[string]string{}
 	}
-	w.meta.Annotations[AnnotationInjected] = fmt.Sprintf("inbound-ports=%s sidecar=%s", ports, sidecar)
+	w.meta.Annotations[AnnotationInjected] = captured(ports, exclude) + " sidecar=" + sidecar
 	for k, v := range prometheusAnnotations {
 		if _, ok := w.meta.Annotations[k]; !ok {
 			w.meta.Annotations[k] = v
@@ -134,6 +134,25 @@ func (w *workload) inject(o Options) error {
 
 // ports are the ports to capture: the annotation's, else every TCP port the
 // containers declare, else all.
+// captured says which inbound ports the rules capture, for the injected
+// annotation: the ports less the excluded ones ("none" when that leaves
+// nothing), or every port but the excluded ones. Both were checked.
+func captured(ports, exclude string) string {
+	ps, _ := capture.ParsePortSet("", ports)
+	ex, _ := capture.ParsePortSet("", exclude)
+	switch {
+	case ps.All && !ex.Empty():
+		return "inbound-ports=* exclude-inbound-ports=" + ex.String()
+	case ps.All:
+		return "inbound-ports=*"
+	}
+	ps.Ports = slices.DeleteFunc(ps.Ports, ex.Contains)
+	if ps.Empty() {
+		return "inbound-ports=none"
+	}
+	return "inbound-ports=" + ps.String()
+}
+
 func (w *workload) ports() (string, error) {
 	if v, where, ok := w.annotation(AnnotationInboundPorts); ok {
 		ps, err := capture.ParsePortSet(where+"["+AnnotationInboundPorts+"]", v)
