@@ -18,6 +18,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -60,7 +61,7 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	if os.Getenv("VENEER_K8S_TEST") == "" {
 		skipWhy = "run by make k8s-test, which builds the cluster's binaries and the images first (VENEER_K8S_TEST=1)"
 		return m.Run()
@@ -85,10 +86,15 @@ func run(m *testing.M) int {
 			skipWhy = why.Error()
 			return m.Run()
 		}
-		var down func()
+		var down func() error
 		k, down, err = local(ctx, archive)
 		if down != nil {
-			defer down()
+			defer func() {
+				if err := down(); err != nil && code == 0 {
+					fmt.Fprintf(os.Stderr, "kubernetes tests: the cluster was not removed whole: %v\n", err)
+					code = 1
+				}
+			}()
 		}
 	}
 	if err != nil {
@@ -99,7 +105,7 @@ func run(m *testing.M) int {
 }
 
 // local brings a cluster up with pkg/testbed/localcluster and imports the images.
-func local(ctx context.Context, archive string) (*cluster, func(), error) {
+func local(ctx context.Context, archive string) (*cluster, func() error, error) {
 	// A fixed folder: a crashed run's cluster is removed by the next, and
 	// make k8s-test removes it after the tests whatever became of them.
 	dir := os.Getenv("VENEER_K8S_DIR")
@@ -111,15 +117,19 @@ func local(ctx context.Context, archive string) (*cluster, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	down := func() {
+	// down removes the cluster; what it leaves behind (a process, a mount,
+	// a cgroup in any hierarchy) fails the run.
+	down := func() error {
 		if os.Getenv("VENEER_K8S_KEEP") != "" {
 			fmt.Fprintf(os.Stderr, "kubernetes tests: VENEER_K8S_KEEP: the cluster stays up; bin/localcluster kubectl %s %s -- get pods -A; bin/localcluster down %s\n", dir, bin, dir)
-			return
+			return nil
 		}
-		if err := c.Down(); err != nil {
-			fmt.Fprintf(os.Stderr, "kubernetes tests: removing the cluster: %v\n", err)
-		}
+		err := c.Down()
 		fmt.Fprintf(os.Stderr, "kubernetes tests: the cluster's logs are in %s/logs\n", dir)
+		if left := localcluster.Left(); len(left) > 0 {
+			err = errors.Join(err, fmt.Errorf("cgroups left: %v", left))
+		}
+		return err
 	}
 	t := time.Now()
 	if err := writeImages(archive); err != nil {

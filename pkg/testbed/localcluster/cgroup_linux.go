@@ -41,6 +41,31 @@ func hierarchies() ([]string, error) {
 	return hs, nil
 }
 
+// leftIn lists every hierarchy a cluster's cgroups can be left in: the v1
+// ones, and the unified (v2) one of a hybrid machine, where containerd and
+// runc make a cgroup for each container too (Down left 69 there, run after
+// run, while it looked in the v1 ones only).
+func leftIn() []string {
+	hs, _ := hierarchies()
+	unified := filepath.Join(cgroupFS, "unified")
+	if _, err := os.Stat(filepath.Join(unified, "cgroup.procs")); err == nil {
+		hs = append(hs, unified)
+	}
+	return hs
+}
+
+// Left lists the cluster's cgroups still on the machine, in any hierarchy:
+// none after Down.
+func Left() []string {
+	var left []string
+	for _, h := range leftIn() {
+		if _, err := os.Stat(filepath.Join(h, cgroup)); err == nil {
+			left = append(left, filepath.Join(h, cgroup))
+		}
+	}
+	return left
+}
+
 // makeCgroup makes the cgroup name (a path such as "veneer-k8s/node") in
 // every hierarchy. A new cpuset takes its parent's CPUs and memory nodes:
 // it can hold no process before it has some.
@@ -87,7 +112,7 @@ func joinCgroup(name string, pid int) error {
 
 // cgroupPIDs lists every process in cgroup name and below, in any hierarchy.
 func cgroupPIDs(name string) []int {
-	hs, _ := hierarchies()
+	hs := leftIn()
 	seen := map[int]bool{}
 	var pids []int
 	for _, h := range hs {
@@ -130,12 +155,8 @@ func killCgroup(name string, timeout time.Duration) error {
 // removeCgroup removes cgroup name and every cgroup below it, deepest
 // first, in every hierarchy. Its processes must be gone.
 func removeCgroup(name string) error {
-	hs, err := hierarchies()
-	if err != nil {
-		return err
-	}
 	var errs []error
-	for _, h := range hs {
+	for _, h := range leftIn() {
 		var dirs []string
 		filepath.WalkDir(filepath.Join(h, name), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
