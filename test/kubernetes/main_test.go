@@ -181,25 +181,14 @@ func writeImages(archive string) error {
 	if err != nil {
 		return err
 	}
-	err = imagearchive.Write(f,
-		imagearchive.Image{ // Dockerfile.init
-			Ref: initImage, Layers: []string{base},
-			Files:      []imagearchive.File{{Path: "usr/local/bin/veneer-init", Src: filepath.Join(bin, "veneer-init"), Mode: 0o755}},
-			Entrypoint: []string{"/usr/local/bin/veneer-init"},
-		},
-		imagearchive.Image{ // Dockerfile.agent
-			Ref:        agentImage,
-			Files:      []imagearchive.File{{Path: "veneer-agent", Src: filepath.Join(bin, "veneer-agent"), Mode: 0o755}},
-			Entrypoint: []string{"/veneer-agent"},
-			User:       "1337:1337",
-		},
+	err = imagearchive.Write(f, append(imagearchive.Veneer(bin, base), // veneer-init:dev, veneer-agent:dev
 		imagearchive.Image{ // the seed's app: Debian's python3 as `python`
 			Ref: appImage, Layers: []string{base},
 			Files: []imagearchive.File{{Path: "usr/local/bin/python", Link: "/usr/bin/python3"}},
 			Cmd:   []string{"python3"},
 		},
 		imagearchive.Image{Ref: clientImage, Layers: []string{base}, Cmd: []string{"bash"}}, // curl
-	)
+	)...)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -161,5 +162,61 @@ func TestWriteErrors(t *testing.T) {
 				t.Error("got no error")
 			}
 		})
+	}
+}
+
+// Veneer's images are what the Dockerfiles build: each COPY's file at its
+// path with its mode, the same ENTRYPOINT and USER, the init's on the base.
+func TestVeneerMatchesTheDockerfiles(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range []string{"veneer-init", "veneer-agent"} {
+		os.WriteFile(filepath.Join(bin, name), []byte(name), 0o755)
+	}
+	var base bytes.Buffer
+	tar.NewWriter(&base).Close()
+	basePath := filepath.Join(bin, "base.tar")
+	os.WriteFile(basePath, base.Bytes(), 0o644)
+	var out bytes.Buffer
+	if err := Write(&out, Veneer(bin, basePath)...); err != nil {
+		t.Fatal(err)
+	}
+	files := readArchive(t, out.Bytes())
+	var manifest []manifestEntry
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil {
+		t.Fatal(err)
+	}
+	for i, df := range []string{"Dockerfile.init", "Dockerfile.agent"} {
+		text, err := os.ReadFile(filepath.Join("..", "..", "..", df))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var config struct {
+			Config struct {
+				Entrypoint []string
+				User       string
+			} `json:"config"`
+		}
+		json.Unmarshal(files[manifest[i].Config], &config)
+		layer := readLayer(t, files[manifest[i].Layers[len(manifest[i].Layers)-1]])
+		for _, line := range bytes.Split(text, []byte("\n")) {
+			f := strings.Fields(string(line))
+			switch {
+			case len(f) == 0:
+			case f[0] == "COPY":
+				if h := layer[strings.TrimPrefix(f[2], "/")]; h == nil || h.Mode != 0o755 {
+					t.Errorf("%s: %s is not in the image as an executable: %+v", df, f[2], h)
+				}
+			case f[0] == "ENTRYPOINT":
+				var want []string
+				json.Unmarshal([]byte(strings.TrimPrefix(string(line), "ENTRYPOINT ")), &want)
+				if !slices.Equal(config.Config.Entrypoint, want) {
+					t.Errorf("%s: entrypoint %v; want %v", df, config.Config.Entrypoint, want)
+				}
+			case f[0] == "USER" && config.Config.User != f[1]:
+				t.Errorf("%s: user %q; want %q", df, config.Config.User, f[1])
+			case f[0] == "FROM" && (f[1] == "scratch") != (len(manifest[i].Layers) == 1):
+				t.Errorf("%s: FROM %s, and the image has %d layers", df, f[1], len(manifest[i].Layers))
+			}
+		}
 	}
 }

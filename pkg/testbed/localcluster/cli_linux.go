@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/veneermesh/veneer/pkg/testbed/imagearchive"
 	"github.com/veneermesh/veneer/pkg/testbed/localpod"
 )
 
@@ -19,6 +20,8 @@ const usage = `usage:
   localcluster up DIR BIN                 start a cluster in DIR with BIN's binaries
   localcluster kubectl DIR BIN -- ARGS... run kubectl in the node's namespace
   localcluster import DIR ARCHIVE         import an image archive into the node
+  localcluster images BIN ARCHIVE         write veneer's two images from BIN's binaries and
+                                          BIN/debian-base.tar, as docker save would (no Docker)
   localcluster down DIR                   stop the cluster and remove it (keeps DIR/logs)
   localcluster pause                      a pod sandbox's program`
 
@@ -60,6 +63,8 @@ func Main(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return c.Import(ctx, args[2])
+	case args[0] == "images" && len(args) == 3:
+		return writeImages(args[1], args[2])
 	case args[0] == "down" && len(args) == 2:
 		dir, err := filepath.Abs(args[1])
 		if err != nil {
@@ -87,4 +92,21 @@ func open(dir, bin string) (*Cluster, error) {
 		return nil, err
 	}
 	return &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "admin.kubeconfig"), Node: p.Pod, bin: bin}, nil
+}
+
+// writeImages writes veneer's images (imagearchive.Veneer) to archive.
+func writeImages(bin, archive string) error {
+	f, err := os.Create(archive)
+	if err != nil {
+		return err
+	}
+	err = imagearchive.Write(f, imagearchive.Veneer(bin, filepath.Join(bin, "debian-base.tar"))...)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(archive)
+		return fmt.Errorf("writing %s: %w", archive, err)
+	}
+	return nil
 }
