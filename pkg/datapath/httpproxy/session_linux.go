@@ -45,7 +45,7 @@ const (
 	connecting              // a non-blocking connect to the app
 	exchanging              // the request to the app, its response to the client
 	lingering               // closing: the write side shut, the client's last bytes read off
-	tunneling               // after a 101: bytes both ways until both ends close
+	tunneling               // after a 101, or a 2xx to CONNECT: bytes both ways until both ends close
 )
 
 // lingerFor is how long a closing connection reads off what the client
@@ -93,7 +93,7 @@ type session struct {
 	ex exchange.Exchange // the exchange's record, for the decorations: begin resets it
 	exchangeState
 
-	// The tunnel after a 101: client to app, app to client.
+	// The tunnel after a 101 or a 2xx to CONNECT: client to app, app to client.
 	up, down loop.Flow
 	preUp    int64      // bytes of up that came with the request head, counted already
 	again    loop.Timer // another turn for a flow that yielded
