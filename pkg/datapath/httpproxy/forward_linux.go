@@ -390,18 +390,7 @@ func (x *session) gotHead(n int) {
 		}
 		x.respH.Set("Content-Type", ct)
 		x.drop, x.appKeep = true, false
-		x.cout = x.appendStatusLine(x.cout, h.Status, h.Reason.Of(buf))
-		x.cout = x.respH.AppendFields(x.cout, x.skipResponseField)
-		x.cout = append(x.cout, "Content-Length: "...)
-		x.cout = strconv.AppendInt(x.cout, int64(len(body)), 10)
-		x.cout = append(x.cout, '\r', '\n')
-		x.cout = x.appendConnection(x.cout)
-		x.cout = append(x.cout, '\r', '\n')
-		if ex.Method != "HEAD" {
-			x.cout = append(x.cout, body...)
-			ex.Sent += int64(len(body))
-		}
-		x.headSent, x.respDone = true, true
+		x.appendWhole(h.Status, h.Reason.Of(buf), x.skipResponseField, body)
 		return
 	}
 	if x.mode == byChunks || x.mode == byClosing {
@@ -433,6 +422,24 @@ func (x *session) gotHead(n int) {
 			x.respDone = x.respLeft == 0
 		}
 	}
+}
+
+// appendWhole queues a whole response for the client, one the agent made
+// or whose body it replaced: the status line, the fields (but those skip
+// names), its Content-Length and Connection, and the body (none to HEAD).
+func (x *session) appendWhole(status int, reason []byte, skip func([]byte) bool, body []byte) {
+	x.cout = x.appendStatusLine(x.cout, status, reason)
+	x.cout = x.respH.AppendFields(x.cout, skip)
+	x.cout = append(x.cout, "Content-Length: "...)
+	x.cout = strconv.AppendInt(x.cout, int64(len(body)), 10)
+	x.cout = append(x.cout, '\r', '\n')
+	x.cout = x.appendConnection(x.cout)
+	x.cout = append(x.cout, '\r', '\n')
+	if x.ex.Method != "HEAD" {
+		x.cout = append(x.cout, body...)
+		x.ex.Sent += int64(len(body))
+	}
+	x.headSent, x.respDone = true, true
 }
 
 // withHead is the most of a Content-Length body copied behind its head,

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 	"unsafe"
 
@@ -772,18 +771,8 @@ func (x *session) reply(v exchange.Verdict, wentOn int) {
 	if !x.reqDone {
 		x.closing = true // the body was not read: the connection cannot go on
 	}
-	x.cout = x.appendStatusLine(x.cout, v.Status, nil)
-	x.cout = x.respH.AppendFields(x.cout, nil)
-	x.cout = append(x.cout, "Content-Length: "...)
-	x.cout = strconv.AppendInt(x.cout, int64(len(body)), 10)
-	x.cout = append(x.cout, '\r', '\n')
-	x.cout = x.appendConnection(x.cout)
-	x.cout = append(x.cout, '\r', '\n')
-	if ex.Method != "HEAD" {
-		x.cout = append(x.cout, body...)
-		ex.Sent += int64(len(body))
-	}
-	x.respGot, x.headSent, x.respDone = true, true, true
+	x.appendWhole(v.Status, nil, nil, body)
+	x.respGot = true
 	x.enter(exchanging)
 }
 
