@@ -13,9 +13,9 @@ import (
 	"github.com/veneermesh/veneer/pkg/datapath/proxy"
 )
 
-// closingApp answers one request per connection, then closes the
-// connection after idle, as an app with a short keep-alive timeout does.
-func closingApp(t *testing.T, idle time.Duration) netip.AddrPort {
+// tcpApp is an app on a loopback port that serves each connection with
+// serve, on a goroutine of its own, until the test ends.
+func tcpApp(t *testing.T, serve func(c net.Conn)) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -28,17 +28,24 @@ func closingApp(t *testing.T, idle time.Duration) netip.AddrPort {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(idle)
-			}()
+			go serve(c)
 		}
 	}()
 	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// closingApp answers one request per connection, then closes the
+// connection after idle, as an app with a short keep-alive timeout does.
+func closingApp(t *testing.T, idle time.Duration) netip.AddrPort {
+	t.Helper()
+	return tcpApp(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(idle)
+	})
 }
 
 // pooled counts the loops' idle connections to dst.
@@ -85,41 +92,26 @@ func TestPooledConnectionClosedByTheApp(t *testing.T) {
 // timeout fires just as a request arrives. It counts the requests it read.
 func racingApp(t *testing.T, read *atomic.Int64) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpApp(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for i := 0; ; i++ {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					read.Add(1)
-					if i == 1 {
-						return // closed under the request
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			read.Add(1)
+			if i == 1 {
+				return // closed under the request
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	})
 }
 
 // A pooled connection the app closes under a request (no byte of an answer)
 // is not the app failing: a request that may be sent twice goes again on a
 // fresh connection, and the client never sees a 503. One that may not (a
-// POST: the app may have acted on it) is answered 503, as on net/http's
-// path.
+// POST: the app may have acted on it) is answered 503.
 func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 	for _, tc := range []struct {
 		method     string
@@ -161,38 +153,24 @@ func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 // with that client's header, kept for its next requests and never given to
 // another client (issue 28).
 func TestProxyProtocolConnectionsAreTheClients(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	headers := make(chan string, 8)
-	go func() {
+	app := tcpApp(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		headers <- line
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				headers <- line
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	app := netip.MustParseAddrPort(ln.Addr().String())
+	})
 	s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1}, nil)
 	for client := range 2 {
