@@ -15,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
+	"runtime"
 
 	"fmt"
 	"hash"
@@ -90,11 +91,11 @@ func (e *echo) end(err error, reset bool) {
 
 // rig is a loop with its own goroutine.
 type rig struct {
-	t *testing.T
+	t testing.TB
 	l *loop.Loop
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	l, err := loop.New()
 	if err != nil {
@@ -139,7 +140,7 @@ func (r *rig) adopt(c net.Conn, cfg *tls.Config, server bool) chan echoEnd {
 }
 
 // pair is a loopback TCP connection: the dialled end, the accepted end.
-func pair(t *testing.T) (net.Conn, net.Conn) {
+func pair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,7 +166,7 @@ var certOnce struct {
 }
 
 // testCert is a self-signed ECDSA certificate for looptls.test.
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -187,7 +188,7 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return certOnce.cert, certOnce.pool
 }
 
-func configs(t *testing.T) (server, client *tls.Config) {
+func configs(t testing.TB) (server, client *tls.Config) {
 	cert, pool := testCert(t)
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 		DynamicRecordSizingDisabled: true}
@@ -693,4 +694,36 @@ func FuzzRecords(f *testing.F) {
 			t.Fatalf("%d bytes of forged records reached the owner (end: %v)", e.moved, e.err)
 		}
 	})
+}
+
+// BenchmarkIdleConnHeap is the live heap an idle mTLS connection holds on
+// the loop's side (and, in the same process, on its crypto/tls client's):
+// 200 connections handshaked, a message each way, then the heap in use
+// after a GC, per connection pair. Run once: -benchtime 1x. Its inuse
+// profile (-memprofile, -memprofilerate 1) says what holds it.
+func BenchmarkIdleConnHeap(b *testing.B) {
+	scfg, ccfg := configs(b)
+	for b.Loop() {
+		r := newRig(b)
+		const n = 200
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		clients := make([]*tls.Conn, 0, n)
+		for range n {
+			cc, sc := pair(b)
+			r.adopt(sc, scfg, true)
+			c := tls.Client(cc, ccfg)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write([]byte("hello"))
+			if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+				b.Fatal(err)
+			}
+			clients = append(clients, c)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/n, "heap-B/conn")
+		runtime.KeepAlive(clients)
+	}
 }
