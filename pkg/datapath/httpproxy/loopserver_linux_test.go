@@ -119,8 +119,11 @@ func onLoopWith(t testing.TB, s *Server, app netip.AddrPort, pol *proxy.Policy, 
 // conn opens a client connection through the proxy, with a deadline. It
 // is closed with a reset at the end of the test, which leaves no TIME_WAIT
 // behind (the fuzzer opens thousands).
-func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) {
-	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(l.proxy))
+func (l *loopServer) conn(t testing.TB) (net.Conn, *bufio.Reader) { return dialProxy(t, l.proxy) }
+
+// dialProxy is conn for a proxy at addr.
+func dialProxy(t testing.TB, addr netip.AddrPort) (net.Conn, *bufio.Reader) {
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(addr))
 	if err != nil {
 		t.Fatal(err)
 	}

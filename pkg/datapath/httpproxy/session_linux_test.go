@@ -62,13 +62,7 @@ func TestPooledConnectionClosedByTheApp(t *testing.T) {
 	app := closingApp(t, 50*time.Millisecond)
 	s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 	addr := onLoop(t, s, app)
-	c, err := net.Dial("tcp", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialProxy(t, addr)
 	for i := range 3 {
 		resp, body := roundTrip(t, c, br, "GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 		if resp.StatusCode != 200 || body != "ok" {
@@ -127,13 +121,7 @@ func TestPooledConnectionClosedUnderARequest(t *testing.T) {
 			app := racingApp(t, &read)
 			s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 			addr := onLoop(t, s, app)
-			c, err := net.Dial("tcp", addr.String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
+			c, br := dialProxy(t, addr)
 			req := tc.method + " / HTTP/1.1\r\nHost: a\r\n\r\n"
 			if resp, body := roundTrip(t, c, br, tc.method, req); resp.StatusCode != 200 || body != "ok" {
 				t.Fatalf("first request: %d %q; want 200 ok", resp.StatusCode, body)
@@ -174,13 +162,7 @@ func TestProxyProtocolConnectionsAreTheClients(t *testing.T) {
 	s := serving(t, Options{Access: io.Discard}, "default: {protocol: http}")
 	addr := onLoopWith(t, s, app, &proxy.Policy{Protocol: proxy.ProtoHTTP, ProxyProtocol: 1}, nil)
 	for client := range 2 {
-		c, err := net.Dial("tcp", addr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		br := bufio.NewReader(c)
+		c, br := dialProxy(t, addr)
 		for i := range 3 {
 			io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n")
 			resp, err := http.ReadResponse(br, nil)
